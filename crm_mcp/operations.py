@@ -1,0 +1,61 @@
+"""Lookups over the generated operation table.
+
+The table itself (`crm_mcp.generated.operations`) names models by string so that it is cheap
+to import; `model()` resolves a name to its pydantic class, importing the models on first use.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources as importlib_resources
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from crm_mcp.generated.operations import OPERATIONS, RESOURCES, SPEC_VERSION, Operation, Resource
+
+__all__ = [
+    "OPERATIONS",
+    "RESOURCES",
+    "SPEC_VERSION",
+    "Operation",
+    "Resource",
+    "model",
+    "operation",
+    "operation_by_id",
+    "resource",
+    "spec_path",
+]
+
+_BY_TOOL = {op.tool_name: op for op in OPERATIONS}
+_BY_ID = {op.operation_id: op for op in OPERATIONS}
+_RESOURCES = {res.name: res for res in RESOURCES}
+
+
+def operation(tool_name: str) -> Operation:
+    """The operation behind a tool name such as `list_contacts` (KeyError when unknown)."""
+    return _BY_TOOL[tool_name]
+
+
+def operation_by_id(operation_id: str) -> Operation:
+    return _BY_ID[operation_id]
+
+
+def resource(name: str) -> Resource:
+    return _RESOURCES[name]
+
+
+@cache
+def model(name: str) -> type[BaseModel]:
+    """The generated pydantic class called `name` (e.g. "ContactInput")."""
+    from crm_mcp.generated import models
+
+    cls = getattr(models, name)
+    if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
+        raise KeyError(name)
+    return cls
+
+
+def spec_path() -> Path:
+    """Path of the vendored OpenAPI document inside the installed package."""
+    return Path(str(importlib_resources.files("crm_mcp") / "spec" / "apideck-crm-openapi.yml"))
