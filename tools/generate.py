@@ -415,6 +415,8 @@ def render_operations(spec: dict[str, Any], ops: list[dict], resources: list[dic
             out.append(f"        {key}={_literal(value)},\n")
         out.append("    ),\n")
     out.append(")\n\n")
+    out.append("# x-apideck-weights of every schema that has them, by model name (request shapes drop 'Input')\n")
+    out.append(f"WEIGHTS: dict[str, dict[str, str]] = {_literal(collect_weights(spec))}\n\n")
     out.append("RESOURCES: tuple[Resource, ...] = (\n")
     for res in resources:
         out.append("    Resource(\n")
@@ -423,6 +425,26 @@ def render_operations(spec: dict[str, Any], ops: list[dict], resources: list[dic
         out.append("    ),\n")
     out.append(")\n")
     return "".join(out)
+
+
+def collect_weights(spec: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Weights of component schemas and of their inline nested objects, by generated class name."""
+    out: dict[str, dict[str, str]] = {}
+
+    def visit(name: str, schema: dict[str, Any]) -> None:
+        if "x-apideck-weights" in schema:
+            out[name] = dict(schema["x-apideck-weights"])
+        for prop, sub in schema.get("properties", {}).items():
+            if "$ref" in sub:
+                continue
+            if sub.get("type") == "array" and "$ref" not in sub.get("items", {}):
+                visit(name + pascal(singular(prop)), sub.get("items", {}))
+            elif sub.get("type") == "object":
+                visit(name + pascal(prop), sub)
+
+    for name, schema in spec["components"]["schemas"].items():
+        visit(name, schema)
+    return dict(sorted(out.items()))
 
 
 def _literal(value: Any) -> str:
@@ -454,6 +476,24 @@ def _read(path: Path) -> str | None:
     return path.read_text(encoding="utf-8") if path.exists() else None
 
 
+def generate_tools_json() -> str:
+    """The precomputed tool list, computed by the package itself from the generated models.
+
+    Runs in a subprocess so that it sees the models just written (or, with --check, the ones
+    on disk, which are then known to be current)."""
+    import subprocess
+
+    code = (
+        "from crm_mcp.tools import build_operation_tools, tools_json; "
+        "print(tools_json(build_operation_tools()), end='')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+        env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
+    )
+    return result.stdout
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="exit 1 if the generated files are stale")
@@ -461,6 +501,8 @@ def main(argv: list[str] | None = None) -> int:
     files = generate()
     stale = [name for name, text in files.items() if _read(OUT_DIR / name) != text]
     if args.check:
+        if not stale and _read(OUT_DIR / "tools.json") != generate_tools_json():
+            stale.append("tools.json")
         if stale:
             print("stale generated files: " + ", ".join(stale) + " (run python tools/generate.py)")
             return 1
@@ -469,6 +511,10 @@ def main(argv: list[str] | None = None) -> int:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         (OUT_DIR / name).write_text(text, encoding="utf-8")
+    tools = generate_tools_json()
+    if _read(OUT_DIR / "tools.json") != tools:
+        stale.append("tools.json")
+        (OUT_DIR / "tools.json").write_text(tools, encoding="utf-8")
     print(f"wrote {len(files)} files to {OUT_DIR.relative_to(ROOT)} ({', '.join(stale) or 'no changes'})")
     return 0
 

@@ -1,0 +1,650 @@
+"""Async client for the Apideck CRM unified API.
+
+One `ApideckClient` per server holds one `httpx2.AsyncClient` (one connection pool). `call()` runs
+one operation of the generated table: it builds the request line (single-segment path parameters,
+deepObject query), sets the contract's headers, sends, retries what is safe to retry, and turns an
+error answer into a typed `crm_mcp.errors.CrmError`.
+
+Retry rules (`RetryPolicy`):
+
+- GET, DELETE and PATCH (merge-PATCH is idempotent in effect) are retried on 408, 429, 500, 502,
+  503, 504 and on connection errors and timeouts, with exponential backoff and full jitter
+  (``random() * min(max_delay, base_delay * 2**(n-1))``), honouring ``Retry-After`` (seconds or an
+  HTTP date, or the body's detail), for at most `max_attempts` attempts and `total_timeout` seconds.
+- POST (a create) is retried only when the failure proves the request was not processed: a
+  connection that could not be opened (ConnectError / ConnectTimeout / PoolTimeout), 429, or 503
+  with Retry-After. Any failure after the request may have reached the API (read timeout, dropped
+  connection, 408, 500, 502, 504, other 5xx) raises `UncertainWriteError` at once.
+- Cancellation of the caller's cancel scope is never shielded: it interrupts the HTTP exchange
+  or the backoff sleep immediately.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random as _random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+import httpx2
+from pydantic_core import to_jsonable_python
+
+from crm_mcp import __version__
+from crm_mcp.errors import (
+    CallContext,
+    ConfigurationError,
+    CrmError,
+    InvalidArgumentError,
+    InvalidResponseError,
+    NetworkError,
+    RequestTimeoutError,
+    UncertainWriteError,
+    decode_error,
+    redact,
+    request_id_from,
+)
+from crm_mcp.generated.operations import OPERATIONS, Operation
+from crm_mcp.querystring import ArgumentError, check_header_value, encode_query, expand_path
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "RETRYABLE_STATUSES",
+    "ApiResponse",
+    "ApideckClient",
+    "Credentials",
+    "RetryPolicy",
+]
+
+logger = logging.getLogger("crm_mcp.client")
+
+DEFAULT_BASE_URL = "https://unify.apideck.com"
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH"})
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+
+# Transport failures that happen before a single byte of the request is sent.
+_NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout, httpx2.UnsupportedProtocol)
+# Transport failures that no retry can fix.
+_FATAL_TRANSPORT = (httpx2.UnsupportedProtocol, httpx2.LocalProtocolError)
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """Apideck credentials for one tenant. The key and app id never appear in `repr`."""
+
+    api_key: str = field(repr=False)
+    app_id: str = field(repr=False)
+    consumer_id: str | None = None
+    service_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """When and how long to retry. `random`, `sleep` and `clock` are injectable for tests."""
+
+    max_attempts: int = 4
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    total_timeout: float = 60.0  # bound on the whole call: all attempts and waits
+    random: Callable[[], float] = _random.random
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+    clock: Callable[[], float] = time.monotonic
+
+    def backoff(self, retry_number: int) -> float:
+        """Full-jitter delay before retry `retry_number` (1 for the first retry)."""
+        cap = min(self.max_delay, self.base_delay * (2 ** max(0, retry_number - 1)))
+        return max(0.0, min(1.0, self.random())) * cap
+
+    @classmethod
+    def never(cls) -> RetryPolicy:
+        return cls(max_attempts=1)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiResponse:
+    status: int
+    body: dict[str, Any]
+    request_id: str | None
+    elapsed_ms: float
+    attempts: int
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+
+class _Attempt:
+    """Outcome of one failed attempt.
+
+    `retryable`: trying again is safe and may help. `maybe_processed`: the request may have reached
+    the API and been applied although no (successful) answer came back.
+    """
+
+    __slots__ = ("error", "maybe_processed", "retryable")
+
+    def __init__(self, error: CrmError, *, retryable: bool, maybe_processed: bool = False) -> None:
+        self.error = error
+        self.retryable = retryable
+        self.maybe_processed = maybe_processed
+
+
+class ApideckClient:
+    """Async Apideck CRM client: one per server, shared by all tool calls (and tenants)."""
+
+    def __init__(
+        self,
+        api_key: str,
+        app_id: str,
+        consumer_id: str | None,
+        service_id: str | None = None,
+        base_url: str = DEFAULT_BASE_URL,
+        retry: RetryPolicy | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        write_timeout: float = 30.0,
+        pool_timeout: float = 10.0,
+        limits: httpx2.Limits | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+    ) -> None:
+        self._credentials = Credentials(api_key or "", app_id or "", consumer_id or None, service_id or None)
+        self._base_url = _check_base_url(base_url)
+        self._retry = retry or RetryPolicy()
+        self._timeout = httpx2.Timeout(
+            connect=connect_timeout, read=read_timeout, write=write_timeout, pool=pool_timeout
+        )
+        self._max_response_bytes = max_response_bytes
+        self._user_agent = f"crm-mcp/{__version__}"
+        self._http = httpx2.AsyncClient(
+            transport=transport,
+            timeout=self._timeout,
+            limits=limits or httpx2.Limits(max_connections=32, max_keepalive_connections=16, keepalive_expiry=30),
+            follow_redirects=False,  # never send the credentials to another origin
+        )
+
+    # -- lifecycle
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url
+
+    @property
+    def retry(self) -> RetryPolicy:
+        return self._retry
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"ApideckClient(base_url={self._base_url!r}, consumer_id={self._credentials.consumer_id!r})"
+
+    # -- calls
+
+    async def call(
+        self,
+        op: Operation,
+        *,
+        path_params: Mapping[str, str] | None = None,
+        query: Mapping[str, Any] | None = None,
+        body: Any = None,
+        consumer_id: str | None = None,
+        service_id: str | None = None,
+        credentials: Credentials | None = None,
+        timeout: float | None = None,
+    ) -> ApiResponse:
+        """Run `op` and return the decoded answer, or raise a `CrmError` subclass.
+
+        `credentials` replaces the client's credentials for this call (per-request tenants);
+        `consumer_id` / `service_id` override the consumer and service of whichever credentials
+        are used. `timeout` overrides the read timeout of each attempt.
+        """
+        creds = self._resolve(credentials, consumer_id, service_id)
+        secrets = (creds.api_key, creds.app_id, self._credentials.api_key, self._credentials.app_id)
+        ctx = _context(op, path_params, query, creds, self._base_url)
+        try:
+            path = expand_path(op.path, path_params)
+            self._check_query(op, query)
+            headers = self._headers(creds)
+            content = self._content(op, body)
+        except ArgumentError as exc:
+            raise InvalidArgumentError(exc.argument, exc.reason, context=ctx) from None
+        self._check_credentials(creds, ctx)
+        qs = encode_query(query)
+        url = self._base_url + path + (f"?{qs}" if qs else "")
+        expected_target = (httpx2.URL(self._base_url).raw_path.rstrip(b"/") + path.encode("ascii")) + (
+            f"?{qs}".encode("ascii") if qs else b""
+        )
+        return await self._run(op, url, expected_target, headers, content, ctx, secrets, body, timeout)
+
+    async def pages(
+        self,
+        op: Operation,
+        *,
+        query: Mapping[str, Any] | None = None,
+        max_pages: int | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ApiResponse]:
+        """Yield the pages of a list operation, following `meta.cursors.next` until it is null."""
+        if "cursor" not in op.query_params:
+            raise ValueError(f"{op.tool_name} is not paginated")
+        params = dict(query or {})
+        seen: set[str] = set()
+        count = 0
+        while True:
+            page = await self.call(op, query=params, **kwargs)
+            yield page
+            count += 1
+            meta = page.body.get("meta")
+            cursors = meta.get("cursors") if isinstance(meta, Mapping) else None
+            nxt = cursors.get("next") if isinstance(cursors, Mapping) else None
+            if not nxt or not isinstance(nxt, str) or nxt in seen or (max_pages is not None and count >= max_pages):
+                return
+            seen.add(nxt)
+            params["cursor"] = nxt
+
+    # -- internals
+
+    def _resolve(self, credentials: Credentials | None, consumer_id: str | None, service_id: str | None) -> Credentials:
+        base = credentials or self._credentials
+        return Credentials(
+            api_key=base.api_key,
+            app_id=base.app_id,
+            consumer_id=consumer_id or base.consumer_id,
+            service_id=service_id or base.service_id,
+        )
+
+    @staticmethod
+    def _check_credentials(creds: Credentials, ctx: CallContext) -> None:
+        missing = [
+            name
+            for name, value in (
+                ("APIDECK_API_KEY", creds.api_key),
+                ("APIDECK_APP_ID", creds.app_id),
+                ("APIDECK_CONSUMER_ID", creds.consumer_id),
+            )
+            if not value
+        ]
+        if missing:
+            raise ConfigurationError(
+                f"No Apideck {' / '.join(missing)} is configured, so {ctx.what} cannot be sent.", context=ctx
+            )
+
+    def _headers(self, creds: Credentials) -> dict[str, str]:
+        headers = {
+            "Authorization": f"Bearer {check_header_value('api_key', creds.api_key)}",
+            "x-apideck-app-id": check_header_value("app_id", creds.app_id),
+            "x-apideck-consumer-id": check_header_value("consumer_id", creds.consumer_id or ""),
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": self._user_agent,
+        }
+        if creds.service_id:
+            headers["x-apideck-service-id"] = check_header_value("service_id", creds.service_id)
+        return headers
+
+    @staticmethod
+    def _check_query(op: Operation, query: Mapping[str, Any] | None) -> None:
+        for key, value in (query or {}).items():
+            if value is not None and key not in op.query_params:
+                allowed = ", ".join(op.query_params) or "none"
+                raise ArgumentError(str(key), f"is not a query parameter of {op.tool_name} (allowed: {allowed})")
+
+    @staticmethod
+    def _content(op: Operation, body: Any) -> bytes | None:
+        if body is None:
+            return None
+        if op.body_model is None:
+            raise ArgumentError("body", f"{op.tool_name} takes no request body")
+        if hasattr(body, "model_dump"):
+            body = body.model_dump(by_alias=True, exclude_unset=True, mode="json")
+        if not isinstance(body, Mapping):
+            raise ArgumentError("body", f"must be an object, got {type(body).__name__}")
+        try:
+            data = to_jsonable_python(body)
+        except Exception as exc:  # pydantic_core raises its own error for unknown types
+            raise ArgumentError("body", f"cannot be encoded as JSON ({exc})") from None
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    async def _run(
+        self,
+        op: Operation,
+        url: str,
+        expected_target: bytes,
+        headers: dict[str, str],
+        content: bytes | None,
+        ctx: CallContext,
+        secrets: tuple[str, ...],
+        body: Any,
+        timeout: float | None,
+    ) -> ApiResponse:
+        policy = self._retry
+        method = op.method.upper()
+        is_write = method not in IDEMPOTENT_METHODS
+        started = policy.clock()
+        wall_start = time.perf_counter()
+        attempt = 0
+        had_no_answer = False  # an earlier attempt may have been processed without us seeing the answer
+        while True:
+            attempt += 1
+            budget = policy.total_timeout - (policy.clock() - started)
+            request = self._http.build_request(
+                method, url, headers=headers, content=content, timeout=self._attempt_timeout(budget, timeout)
+            )
+            if request.url.raw_path != expected_target:  # defence in depth: the URL must be exactly ours
+                raise InvalidArgumentError("path", "the request path would be rewritten; refusing to send", context=ctx)
+            t0 = time.perf_counter()
+            outcome = await self._attempt(request, ctx, secrets, had_no_answer)
+            if isinstance(outcome, ApiResponse):
+                elapsed_ms = (time.perf_counter() - wall_start) * 1000
+                logger.debug(
+                    "%s %s -> %s in %.0f ms (attempt %d, request-id %s)",
+                    method, op.path, outcome.status, (time.perf_counter() - t0) * 1000, attempt, outcome.request_id,
+                )  # fmt: skip
+                return replace(outcome, elapsed_ms=elapsed_ms, attempts=attempt)
+            error = outcome.error
+            error.attempts = attempt
+            error.elapsed_s = time.perf_counter() - wall_start
+            if is_write and outcome.maybe_processed:
+                raise _uncertain(op, error, ctx, body, attempt)
+            had_no_answer = had_no_answer or outcome.maybe_processed
+            if not outcome.retryable:
+                if attempt > 1:
+                    error.gave_up = f"(after {attempt} attempts)"
+                raise error
+            if attempt >= policy.max_attempts:
+                error.gave_up = f"Gave up after {attempt} attempts in {_secs(policy.clock() - started)}."
+                raise error
+            wait = error.retry_after if error.retry_after is not None else policy.backoff(attempt)
+            elapsed = policy.clock() - started
+            if elapsed + wait > policy.total_timeout:
+                why = (
+                    f"the server asked to wait {_secs(wait)}, beyond the {_secs(policy.total_timeout)} retry time bound"
+                    if error.retry_after is not None
+                    else f"the {_secs(policy.total_timeout)} retry time bound was reached"
+                )
+                error.gave_up = (
+                    f"Stopped after {attempt} attempt{'s' if attempt > 1 else ''} in {_secs(elapsed)}: {why}."
+                )
+                raise error
+            logger.info("%s %s failed (%s); retry %d in %.2f s", method, op.path, error.kind, attempt, wait)
+            await policy.sleep(wait)
+
+    def _attempt_timeout(self, budget: float, read_override: float | None) -> httpx2.Timeout:
+        read = read_override if read_override is not None else self._timeout.read
+        cap = max(0.001, budget)
+
+        def bound(value: float | None) -> float:
+            return cap if value is None else min(value, cap)
+
+        return httpx2.Timeout(
+            connect=bound(self._timeout.connect),
+            read=bound(read),
+            write=bound(self._timeout.write),
+            pool=bound(self._timeout.pool),
+        )
+
+    async def _attempt(
+        self,
+        request: httpx2.Request,
+        ctx: CallContext,
+        secrets: tuple[str, ...],
+        had_no_answer: bool,
+    ) -> ApiResponse | _Attempt:
+        is_write = request.method not in IDEMPOTENT_METHODS
+        try:
+            response = await self._http.send(request, stream=True)
+            try:
+                raw = await self._read(response)
+            finally:
+                await response.aclose()
+        except httpx2.TransportError as exc:
+            return _transport_failure(exc, ctx, secrets)
+        if raw is None:
+            too_big = InvalidResponseError(
+                f"the answer is larger than {self._max_response_bytes} bytes",
+                status=response.status_code,
+                request_id=request_id_from(response.headers),
+                context=ctx,
+            )
+            return _Attempt(too_big, retryable=False)
+
+        status = response.status_code
+        headers = response.headers
+        if 200 <= status < 300:
+            return _success(status, raw, headers, ctx, secrets)
+        if had_no_answer:
+            ctx = replace(ctx, after_uncertain_attempt=True)
+        error = decode_error(status, raw, headers, context=ctx, secrets=secrets)
+        # 429, and 503 with Retry-After, prove the request was turned away before being processed.
+        not_processed = status == 429 or (status == 503 and error.retry_after is not None)
+        maybe_processed = not not_processed and (status == 408 or (status >= 500 and status != 501))
+        if is_write:
+            return _Attempt(error, retryable=not_processed, maybe_processed=maybe_processed)
+        return _Attempt(error, retryable=status in RETRYABLE_STATUSES, maybe_processed=maybe_processed)
+
+    async def _read(self, response: httpx2.Response) -> bytes | None:
+        """The whole body, or None when it is larger than the configured maximum."""
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > self._max_response_bytes:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _secs(value: float) -> str:
+    return f"{value:.1f} s" if value < 10 else f"{value:.0f} s"
+
+
+def _check_base_url(base_url: str) -> str:
+    try:
+        url = httpx2.URL(base_url)
+    except httpx2.InvalidURL:
+        raise ConfigurationError(f"APIDECK_BASE_URL {base_url!r} is not a valid URL.") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigurationError(f"APIDECK_BASE_URL {base_url!r} must be an http(s) URL with a host.")
+    if url.query or url.fragment or url.userinfo:
+        raise ConfigurationError("APIDECK_BASE_URL must not contain credentials, a query or a fragment.")
+    return str(url).rstrip("/")
+
+
+def _success(
+    status: int, raw: bytes, headers: httpx2.Headers, ctx: CallContext, secrets: tuple[str, ...]
+) -> ApiResponse | _Attempt:
+    request_id = request_id_from(headers)
+    if not raw.strip():
+        body: Any = {}
+    else:
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            ctype = headers.get("content-type", "no content type").split(";")[0]
+            snippet = raw[:120].decode("utf-8", "replace")
+            error = InvalidResponseError(
+                f"{len(raw)} bytes of {ctype}, not JSON, starting {snippet!r}",
+                status=status,
+                request_id=request_id,
+                context=ctx,
+                secrets=secrets,
+            )
+            return _Attempt(error, retryable=False)
+    if not isinstance(body, dict):
+        error = InvalidResponseError(
+            f"the JSON body is a {type(body).__name__}, not an object",
+            status=status,
+            request_id=request_id,
+            context=ctx,
+        )
+        return _Attempt(error, retryable=False)
+    return ApiResponse(
+        status=status,
+        body=body,
+        request_id=request_id,
+        elapsed_ms=0.0,
+        attempts=1,
+        headers=dict(headers.items()),
+    )
+
+
+def _transport_failure(exc: httpx2.TransportError, ctx: CallContext, secrets: tuple[str, ...]) -> _Attempt:
+    detail = str(exc).strip() or type(exc).__name__
+
+    def text(phase: str) -> str:  # "the answer timed out", not "the answer timed out: timed out"
+        return phase if detail.lower().rstrip(".") in phase else f"{phase} ({detail.rstrip('.')})"
+
+    if isinstance(exc, httpx2.TimeoutException):
+        phase = {
+            httpx2.ConnectTimeout: "connecting timed out",
+            httpx2.ReadTimeout: "the answer timed out",
+            httpx2.WriteTimeout: "sending the request timed out",
+            httpx2.PoolTimeout: "no free connection in the pool in time",
+        }.get(type(exc), "timed out")
+        error: CrmError = RequestTimeoutError(text(phase), context=ctx, secrets=secrets)
+    elif isinstance(exc, httpx2.UnsupportedProtocol):
+        error = ConfigurationError(f"APIDECK_BASE_URL uses an unsupported protocol ({detail}).", context=ctx)
+    else:
+        phase = {
+            httpx2.ConnectError: "connection failed",
+            httpx2.ReadError: "the connection broke while reading the answer",
+            httpx2.WriteError: "the connection broke while sending",
+            httpx2.RemoteProtocolError: "the server closed the connection without a complete answer",
+        }.get(type(exc), "network error")
+        error = NetworkError(text(phase), context=ctx, secrets=secrets)
+    if isinstance(exc, _FATAL_TRANSPORT):
+        return _Attempt(error, retryable=False)
+    return _Attempt(error, retryable=True, maybe_processed=not isinstance(exc, _NOT_SENT))
+
+
+def _uncertain(op: Operation, cause: CrmError, ctx: CallContext, body: Any, attempts: int) -> UncertainWriteError:
+    if cause.status is not None:
+        what = f"the API answered HTTP {cause.status}" + (f" ({redact(cause.message)[:160]})" if cause.message else "")
+    else:
+        what = cause.message
+    ctx = replace(ctx, check_hint=_check_hint(op, body))
+    error = UncertainWriteError(
+        what,
+        status=cause.status,
+        type_name=cause.type_name,
+        request_id=cause.request_id,
+        service=cause.service,
+        context=ctx,
+    )
+    error.attempts = attempts
+    error.elapsed_s = cause.elapsed_s
+    error.__cause__ = cause
+    return error
+
+
+# --------------------------------------------------------------------------------- call context
+
+_LOOKUP_PREFERENCE = ("email", "name", "title", "last_name", "first_name", "phone_number", "subject")
+
+
+def _list_op(op: Operation) -> Operation | None:
+    for candidate in OPERATIONS:
+        if candidate.resource == op.resource and candidate.action == "list":
+            return candidate
+    return None
+
+
+def _context(
+    op: Operation,
+    path_params: Mapping[str, Any] | None,
+    query: Mapping[str, Any] | None,
+    creds: Credentials,
+    base_url: str,
+) -> CallContext:
+    from crm_mcp.operations import resource
+
+    try:
+        singular = resource(op.resource).singular
+    except KeyError:
+        singular = op.resource.rstrip("s")
+    params = dict(path_params or {})
+    record_id = params.get("id")
+    if record_id is None and op.path_params:
+        record_id = params.get(op.path_params[-1])
+    query = query or {}
+    flt = query.get("filter")
+    filters = tuple(str(k) for k, v in flt.items() if v is not None) if isinstance(flt, Mapping) else ()
+    sort = query.get("sort")
+    sort_by = sort.get("by") if isinstance(sort, Mapping) else None
+    list_op = _list_op(op)
+    return CallContext(
+        tool_name=op.tool_name,
+        method=op.method.upper(),
+        resource=op.resource,
+        singular=singular,
+        record_id=None if record_id is None else str(record_id),
+        list_tool=list_op.tool_name if list_op else None,
+        filters=filters,
+        sort_by=str(sort_by) if sort_by is not None else None,
+        cursor_sent=bool(query.get("cursor")),
+        service_id=creds.service_id,
+        base_url=base_url,
+    )
+
+
+def _first_value(body: Mapping[str, Any], field_name: str) -> str | None:
+    """The value a list filter `field_name` should take to find the record `body` describes."""
+    value = body.get(field_name)
+    if isinstance(value, str) and value.strip():
+        return value
+    plural = {"email": ("emails", "email"), "phone_number": ("phone_numbers", "number")}.get(field_name)
+    if plural:
+        items = body.get(plural[0])
+        if isinstance(items, list) and items and isinstance(items[0], Mapping):
+            item = items[0].get(plural[1])
+            if isinstance(item, str) and item.strip():
+                return item
+    return None
+
+
+def _check_hint(op: Operation, body: Any) -> str | None:
+    """How to look for the record an uncertain create may have made, e.g. `with list_contacts filter {...}`."""
+    list_op = _list_op(op)
+    if list_op is None:
+        return None
+    from crm_mcp.operations import model
+
+    if hasattr(body, "model_dump"):
+        body = body.model_dump(by_alias=True, exclude_unset=True, mode="json")
+    body = body if isinstance(body, Mapping) else {}
+    filter_fields: list[str] = []
+    if list_op.filter_model:
+        try:
+            filter_fields = list(model(list_op.filter_model).model_fields)
+        except (KeyError, AttributeError):
+            filter_fields = []
+    ordered = [f for f in _LOOKUP_PREFERENCE if f in filter_fields] + [
+        f for f in filter_fields if f not in _LOOKUP_PREFERENCE and not f.endswith("_since")
+    ]
+    args = ""
+    if list_op.path_params:
+        args = " (" + ", ".join(f"{p}={body.get(p)!r}" if body.get(p) else p for p in list_op.path_params) + ")"
+    for name in ordered:
+        value = _first_value(body, name)
+        if value is not None:
+            shown = json.dumps({name: value[:100]}, ensure_ascii=False)
+            return f"with {list_op.tool_name}{args} filter {shown}"
+    if list_op.sort_model:
+        try:
+            sortable = model(list_op.sort_model).model_fields.get("by")
+        except (KeyError, AttributeError):
+            sortable = None
+        if sortable is not None and "created_at" in str(sortable.annotation):
+            return f'with {list_op.tool_name}{args} sort {{"by": "created_at", "direction": "desc"}} (newest first)'
+    return f"with {list_op.tool_name}{args}, looking for the values you sent"

@@ -1,0 +1,53 @@
+"""Result shaping: CRM records as compact text for an agent's context window, plus a tiny index.
+
+Pure functions, no I/O. Each returns `Rendered(text, structured)`. `text`, the tool result's text
+content, carries the data; `structured`, its `structuredContent`, is a small index (a list's count,
+next cursor and how many rows a cut left as bare ids; a record's or a write's id) that validates
+against the tool's `output_schema(action)`. The agent pays for both, so no field is written twice.
+
+- `render_list`: a table. A header of field names, then one line per record with the columns
+  that matter most (the contract's weights: critical, high, then some medium; ids kept as ids),
+  chosen within a per-row token budget; then the count and the next cursor with how to use it.
+  `fields=[...]` shows exactly those fields. Every record on the page is at least named by id; a
+  cut made to fit `max_tokens` is announced with the way to get the rest.
+- `render_record`: `field: value` lines. By default a card of the most important non-empty fields
+  within a token budget, then how many were left out and how to see them (`fields="*"`: all).
+- `render_write`: "Created contact con_0201."
+
+CRM text is data, not instructions: every result opens with one fixed frame line saying so, and
+every CRM string is written inline; one that holds a line break, `|`, a quote, a backslash, or a
+control, invisible or bidirectional character is written as a JSON string literal, so no record
+content can start a line of its own or pass for the server's words.
+"""
+
+from __future__ import annotations
+
+from crm_mcp.render.values import estimate_tokens
+from crm_mcp.render.views import (
+    CARD_TOKENS,
+    FRAME,
+    LIST_OUTPUT_SCHEMA,
+    RECORD_OUTPUT_SCHEMA,
+    ROW_TOKENS,
+    WRITE_OUTPUT_SCHEMA,
+    Rendered,
+    output_schema,
+    render_list,
+    render_record,
+    render_write,
+)
+
+__all__ = [
+    "CARD_TOKENS",
+    "FRAME",
+    "LIST_OUTPUT_SCHEMA",
+    "RECORD_OUTPUT_SCHEMA",
+    "ROW_TOKENS",
+    "WRITE_OUTPUT_SCHEMA",
+    "Rendered",
+    "estimate_tokens",
+    "output_schema",
+    "render_list",
+    "render_record",
+    "render_write",
+]

@@ -1,0 +1,215 @@
+"""The sandbox's ASGI app: the contract's 50 operations, routed from the operation table.
+
+Each request is authenticated (`Authorization: Bearer <key>`, `x-apideck-app-id`,
+`x-apideck-consumer-id`; `x-apideck-service-id` optional), its query string and body are
+validated against the operation, the action runs against the consumer's records in a worker
+thread, and the answer comes back in the contract's envelope or error shape.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from anyio import to_thread
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from crm_mcp.operations import OPERATIONS, Operation, model, resource
+from crm_mcp.sandbox import actions
+from crm_mcp.sandbox.errors import (
+    METHOD_NOT_ALLOWED,
+    SERVER_ERROR,
+    UNAUTHORIZED,
+    UNKNOWN_ROUTE,
+    ApiError,
+    error_body,
+    phrase,
+)
+from crm_mcp.sandbox.faults import FaultMiddleware, FaultPlan
+from crm_mcp.sandbox.params import parse_params
+from crm_mcp.sandbox.query import compile_filters, decode_cursor, parse_fields, parse_sort
+from crm_mcp.sandbox.store import Store
+from crm_mcp.sandbox.validation import validate_body
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("crm_mcp.sandbox")
+
+DEFAULT_SERVICE = "sandbox"
+_OPERATION_NAMES = {"list": "all", "get": "one", "create": "add", "update": "update", "delete": "delete"}
+_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    consumer: str
+    service: str
+
+
+class JSON(JSONResponse):
+    media_type = "application/json"
+
+
+def _error(exc: ApiError) -> Response:
+    return JSON(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+def authenticate(request: Request, api_key: str | None) -> Caller:
+    """The consumer and service of a request, or a 401 naming the missing header."""
+    headers = request.headers
+    auth = headers.get("authorization", "").strip()
+    if not auth:
+        message = "Missing header: Authorization (expected 'Bearer <api key>')"
+        raise ApiError(401, UNAUTHORIZED, message, "Missing Header: Authorization")
+    scheme, _, key = auth.partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
+        message = "Invalid header: Authorization must be 'Bearer <api key>'"
+        raise ApiError(401, UNAUTHORIZED, message, "Invalid Header: Authorization")
+    if api_key is not None and key != api_key:
+        raise ApiError(401, UNAUTHORIZED, "Invalid API key in the Authorization header", "Invalid API key")
+    for name in ("x-apideck-app-id", "x-apideck-consumer-id"):
+        if not headers.get(name, "").strip():
+            raise ApiError(401, UNAUTHORIZED, f"Missing header: {name}", f"Missing Header: {name}")
+    service = headers.get("x-apideck-service-id", "").strip() or DEFAULT_SERVICE
+    return Caller(headers["x-apideck-consumer-id"].strip(), service)
+
+
+def envelope(op: Operation, caller: Caller, status: int, data: Any, **extra: Any) -> dict[str, Any]:
+    return {
+        "status_code": status,
+        "status": phrase(status),
+        "service": caller.service,
+        "resource": op.resource.replace("_", "-"),
+        "operation": _OPERATION_NAMES[op.action],
+        "data": data,
+        **extra,
+    }
+
+
+class Sandbox:
+    """Serves the operations of one path (one Starlette route per contract path)."""
+
+    def __init__(self, store: Store, api_key: str | None) -> None:
+        self.store = store
+        self.api_key = api_key
+
+    async def dispatch(self, ops: dict[str, Operation], request: Request) -> Response:
+        op = ops.get(request.method)
+        if op is None:
+            allowed = ", ".join(sorted(ops))
+            message = f"{request.method} is not allowed on {request.url.path}; allowed: {allowed}"
+            exc = ApiError(405, METHOD_NOT_ALLOWED, message, headers={"Allow": allowed})
+            return _error(exc)
+        try:
+            return await self.handle(op, request)
+        except ApiError as exc:
+            return _error(exc)
+        except Exception:
+            log.exception("sandbox: unexpected error in %s %s", request.method, request.url.path)
+            return JSON(error_body(500, SERVER_ERROR, "Unexpected error in the sandbox"), status_code=500)
+
+    async def handle(self, op: Operation, request: Request) -> Response:
+        caller = authenticate(request, self.api_key)
+        params = parse_params(op, request.query_params.multi_items())
+        path = request.path_params
+        object_id = path.get("object_id", "") if op.resource in actions.CHILDREN else ""
+        scope = actions.Scope(caller.consumer, op.resource, object_id)
+        store = self.store
+        await self._run(store.ensure_consumer, caller.consumer)
+
+        if op.action == "list":
+            predicate = compile_filters(op, params.filter)
+            sort = parse_sort(op, params.sort)
+            cursor = decode_cursor(params.cursor, scope.name, sort) if params.cursor else None
+            tree = parse_fields(op, params.fields, self._always(op))
+            list_page = partial(
+                actions.list_page, sort=sort, cursor=cursor, predicate=predicate, limit=params.limit, tree=tree
+            )
+            page = await self._run(list_page, store, scope)
+            meta = {
+                "items_on_page": len(page.records),
+                "cursors": {"previous": page.previous, "current": params.cursor, "next": page.next},
+            }
+            links = {
+                "previous": self._link(request, page.previous),
+                "current": str(request.url),
+                "next": self._link(request, page.next),
+            }
+            return JSON(envelope(op, caller, 200, page.records, meta=meta, links=links))
+        if op.action == "get":
+            compile_filters(op, params.filter)  # validated, but a get has nothing to filter
+            tree = parse_fields(op, params.fields, self._always(op))
+            record = await self._run(actions.get, store, scope, path["id"], tree)
+            return JSON(envelope(op, caller, 200, record))
+        if op.action == "delete":
+            await self._run(actions.delete, store, scope, path["id"])
+            return JSON(envelope(op, caller, op.success_status, {"id": path["id"]}))
+        body = validate_body(op, await request.body(), partial=op.action == "update")
+        if op.action == "create":
+            record = await self._run(actions.create, store, scope, body)
+            data = {"id": record["id"]} if op.record_model == "UnifiedId" else record
+            return JSON(envelope(op, caller, op.success_status, data), status_code=op.success_status)
+        await self._run(actions.update, store, scope, path["id"], body)
+        return JSON(envelope(op, caller, op.success_status, {"id": path["id"]}))
+
+    @staticmethod
+    async def _run(fn: Any, *args: Any) -> Any:
+        return await to_thread.run_sync(partial(fn, *args))
+
+    @staticmethod
+    def _always(op: Operation) -> tuple[str, ...]:
+        """Fields a `fields` selection keeps: `id` and whatever the contract requires."""
+        if op.record_model is None:
+            return ("id",)
+        required = [n for n, f in model(resource(op.resource).input_model).model_fields.items() if f.is_required()]
+        return ("id", *required)
+
+    @staticmethod
+    def _link(request: Request, cursor: str | None) -> str | None:
+        return str(request.url.include_query_params(cursor=cursor)) if cursor else None
+
+
+async def _unknown_route(request: Request) -> Response:
+    message = f"No such endpoint: {request.method} {request.url.path} (the sandbox serves the CRM API under /crm/)"
+    return _error(ApiError(404, UNKNOWN_ROUTE, message))
+
+
+def create_app(
+    *,
+    db: str | Path = ":memory:",
+    api_key: str | None = None,
+    seed: bool = True,
+    faults: FaultPlan | None = None,
+    store: Store | None = None,
+) -> Starlette:
+    """The sandbox CRM as an ASGI app.
+
+    db: SQLite file (created and seeded on demand) or ":memory:". api_key: when set, the only
+    accepted bearer key (otherwise any non-empty key). seed: give each new consumer the demo
+    CRM (False: start empty). faults: the FaultPlan to obey (a new one by default). store: an
+    already open Store (then `db` and `seed` are ignored). The app exposes `app.state.store`
+    and `app.state.faults`; close the store when done (`app.state.store.close()`).
+    """
+    store = store if store is not None else Store(db, seed=seed)
+    plan = faults if faults is not None else FaultPlan()
+    sandbox = Sandbox(store, api_key)
+    by_path: dict[str, dict[str, Operation]] = defaultdict(dict)
+    for op in OPERATIONS:
+        by_path[op.path][op.method] = op
+    routes = [Route(path, partial(sandbox.dispatch, ops), methods=_METHODS) for path, ops in by_path.items()]
+    routes.append(Route("/{path:path}", _unknown_route, methods=_METHODS))
+    app = Starlette(routes=routes, middleware=[Middleware(FaultMiddleware, plan=plan)])
+    app.router.redirect_slashes = False  # "/crm/contacts/" is an unknown endpoint, not a redirect
+    app.state.store = store
+    app.state.faults = plan
+    app.state.sandbox = sandbox
+    return app

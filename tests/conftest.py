@@ -1,0 +1,42 @@
+"""Shared fixtures: a running sandbox CRM and an HTTP client for it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import httpx2
+import pytest
+
+from crm_mcp.sandbox.server import SandboxServer
+
+
+@pytest.fixture(scope="session")
+def sandbox_server() -> Iterator[SandboxServer]:
+    """The sandbox CRM over real HTTP (in-memory database), shared by the session."""
+    with SandboxServer(db=":memory:") as server:
+        yield server
+
+
+@pytest.fixture
+def sandbox_headers() -> dict[str, str]:
+    """Valid Apideck headers for a fresh consumer, who starts with the full demo CRM."""
+    return {
+        "Authorization": "Bearer sandbox-test-key",
+        "x-apideck-app-id": "test-app",
+        "x-apideck-consumer-id": f"test-{uuid.uuid4().hex[:12]}",
+    }
+
+
+@pytest.fixture
+def sandbox_client(sandbox_server: SandboxServer, sandbox_headers: dict[str, str]) -> Iterator[httpx2.Client]:
+    """An httpx2 client for the sandbox with valid headers; every response it receives is
+    checked against the contract (openapi-core), and the server's faults are cleared after."""
+    from sandbox.contract import validating_hook
+
+    sandbox_server.faults.clear()
+    with httpx2.Client(
+        base_url=sandbox_server.base_url, headers=sandbox_headers, event_hooks={"response": [validating_hook]}
+    ) as client:
+        yield client
+    sandbox_server.faults.clear()

@@ -1,0 +1,142 @@
+"""The server over its real transports: stdio as a subprocess (with the embedded sandbox, as on a
+fresh machine, and against the test sandbox) and streamable HTTP; both protocol revisions."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+from mcp.client import Client
+from mcp.client.stdio import StdioServerParameters
+from mcp_support import sandbox_settings, text_of
+
+from crm_mcp.http import build_http_app
+from crm_mcp.server import build_server
+
+pytestmark = pytest.mark.anyio
+
+CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("APIDECK_")}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def stdio_params(env: dict[str, str] | None = None) -> StdioServerParameters:
+    return StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "crm_mcp"],
+        env={**CLEAN_ENV, "CRM_MCP_SANDBOX_DB": ":memory:", **(env or {})},
+    )
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_stdio_subprocess_on_the_embedded_sandbox(mode: str) -> None:
+    """No credentials at all: the server starts its own sandbox and does real work."""
+    async with Client(stdio_params(), mode=mode) as client:  # type: ignore[arg-type]
+        assert "sandbox" in (client.instructions or "")
+        tools = (await client.list_tools()).tools
+        assert len(tools) == 50
+        found = await client.call_tool("list_contacts", {"filter": {"email": "jane.doe@acme.example"}})
+        assert not found.is_error, text_of(found)
+        assert "con_0001" in text_of(found)
+
+
+async def test_stdio_against_configured_credentials(sandbox_server: Any) -> None:
+    settings = sandbox_settings(sandbox_server)
+    env = {
+        "APIDECK_API_KEY": settings.api_key,
+        "APIDECK_APP_ID": settings.app_id,
+        "APIDECK_CONSUMER_ID": settings.consumer_id,
+        "APIDECK_BASE_URL": settings.base_url,
+    }
+    async with Client(stdio_params(env)) as client:
+        assert "sandbox" not in (client.instructions or "")
+        created = await client.call_tool("create_company", {"name": "Stdio Test Ltd"})
+        assert not created.is_error, text_of(created)
+        assert created.structured_content and created.structured_content["id"]
+
+
+def test_stdout_carries_only_protocol_messages() -> None:
+    """Raw stdio: every line the server writes to stdout is a JSON-RPC message."""
+    requests = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+        {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+         "params": {"name": "list_users", "arguments": {"limit": 2}}},
+        {"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "get_contact", "arguments": {}}},
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "crm_mcp", "--log-level", "debug"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**CLEAN_ENV, "CRM_MCP_SANDBOX_DB": ":memory:"}, text=True,
+    )
+    assert proc.stdin and proc.stdout
+    answers: dict[int, Any] = {}
+    lines: list[str] = []
+    try:
+        for message in requests:
+            proc.stdin.write(json.dumps(message) + "\n")
+            proc.stdin.flush()
+            if "id" not in message:
+                continue
+            while message["id"] not in answers:
+                line = proc.stdout.readline()
+                assert line, "server closed stdout"
+                lines.append(line)
+                decoded = json.loads(line)
+                assert decoded.get("jsonrpc") == "2.0"
+                if "id" in decoded:
+                    answers[decoded["id"]] = decoded
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=20)
+        stderr = proc.stderr.read() if proc.stderr else ""
+    assert len(answers[2]["result"]["tools"]) == 50
+    assert answers[3]["result"]["isError"] is False
+    assert answers[4]["result"]["isError"] is True
+    assert "tool=list_users" in stderr  # the log went to stderr
+
+
+@pytest.fixture
+def http_server(sandbox_server: Any) -> Iterator[str]:
+    server = build_server(sandbox_settings(sandbox_server))
+    app = build_http_app(server, sandbox_settings(sandbox_server), host="127.0.0.1", port=0, token=None)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    uv = uvicorn.Server(config)
+    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not uv.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    yield f"http://127.0.0.1:{port}/mcp"
+    uv.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_streamable_http(http_server: str, mode: str) -> None:
+    async with Client(http_server, mode=mode) as client:  # type: ignore[arg-type]
+        tools = (await client.list_tools()).tools
+        assert len(tools) == 50
+        page = await client.call_tool("list_opportunities", {"limit": 3, "filter": {"company_id": "com_001"}})
+        assert not page.is_error, text_of(page)
+        assert "opp_" in text_of(page)
+        bad = await client.call_tool("list_opportunities", {"limit": 500})
+        assert bad.is_error and "limit" in text_of(bad)
