@@ -52,9 +52,10 @@ def validation_message(tool: str, exc: ValidationError) -> str:
 class CrmRuntime:
     """Holds the API client (and the embedded sandbox) for one server; runs operation tools."""
 
-    def __init__(self, settings: Settings, *, transport: Any = None):
+    def __init__(self, settings: Settings, *, transport: Any = None, client_options: dict[str, Any] | None = None):
         self.settings = settings
         self._transport = transport  # tests: an httpx2 transport that checks every request
+        self._client_options = dict(client_options or {})  # e.g. retry policy, timeouts
         self._client: Any = None
         self._sandbox: Any = None
         self._lock = anyio.Lock()
@@ -85,6 +86,7 @@ class CrmRuntime:
             service_id=self.settings.service_id,
             base_url=base_url,
             transport=self._transport,
+            **self._client_options,
         )
 
     async def aclose(self) -> None:

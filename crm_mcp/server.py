@@ -60,18 +60,23 @@ def _call_result(result: ToolResult) -> types.CallToolResult:
 
 
 def build_server(
-    settings: Settings, tools: Sequence[ToolDef] | None = None, *, transport: Any = None
+    settings: Settings,
+    tools: Sequence[ToolDef] | None = None,
+    *,
+    transport: Any = None,
+    client_options: dict[str, Any] | None = None,
 ) -> Server[CrmRuntime]:
     """The MCP server for `settings`. Its tool list is fixed here and never changes while it runs.
 
-    `transport` (tests only) is the httpx2 transport the API client sends through."""
+    `transport` (tests) is the httpx2 transport the API client sends through; `client_options`
+    are passed to `ApideckClient` (retry policy, timeouts)."""
     tool_defs = tuple(tools if tools is not None else operation_tools())
     by_name = {t.name: t for t in tool_defs}
     listed = types.ListToolsResult(tools=[_wire_tool(t) for t in tool_defs])
 
     @asynccontextmanager
     async def lifespan(_server: Server[CrmRuntime]) -> AsyncIterator[CrmRuntime]:
-        runtime = CrmRuntime(settings, transport=transport)
+        runtime = CrmRuntime(settings, transport=transport, client_options=client_options)
         try:
             yield runtime
         finally:

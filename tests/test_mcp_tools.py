@@ -118,3 +118,37 @@ async def test_every_tool_valid_then_invalid(client: Client, op: Any) -> None:
     # the server keeps serving
     again = await client.call_tool(op.tool_name, valid_arguments(op.tool_name, op.resource, op.action))
     assert op.action in ("create", "delete") or not again.is_error
+
+
+async def _raw_and_result(client: Client, settings: Any, tool: str, args: dict[str, Any], path: str,
+                          params: dict[str, Any]) -> tuple[int, int]:
+    import httpx2
+
+    from crm_mcp.tokens import compact_json, count_tokens
+
+    headers = {"Authorization": f"Bearer {settings.api_key}", "x-apideck-app-id": settings.app_id,
+               "x-apideck-consumer-id": settings.consumer_id}
+    async with httpx2.AsyncClient(base_url=settings.base_url, headers=headers) as http:
+        raw = (await http.get(path, params=params)).json()
+    result = await client.call_tool(tool, args)
+    assert not result.is_error, text_of(result)
+    paid = count_tokens(text_of(result)) + count_tokens(compact_json(result.structured_content))
+    return count_tokens(compact_json(raw)), paid
+
+
+@pytest.mark.parametrize(("limit", "ratio"), [(20, 5), (100, 6)])
+async def test_list_result_costs_a_fraction_of_the_raw_page(sandbox_server: Any, limit: int, ratio: int) -> None:
+    settings = sandbox_settings(sandbox_server)
+    async with Client(build_server(settings)) as client:
+        raw, paid = await _raw_and_result(
+            client, settings, "list_contacts", {"limit": limit}, "/crm/contacts", {"limit": limit}
+        )
+    assert paid * ratio <= raw, (paid, raw)
+
+
+async def test_single_record_costs_a_third_of_the_raw_record(sandbox_server: Any) -> None:
+    settings = sandbox_settings(sandbox_server)
+    async with Client(build_server(settings)) as client:
+        raw, paid = await _raw_and_result(client, settings, "get_contact", {"id": "con_0001"},
+                                          "/crm/contacts/con_0001", {})
+    assert paid * 3 <= raw, (paid, raw)
