@@ -137,4 +137,3 @@ def delete(store: Store, scope: Scope, id_: str) -> None:
     cascade = next(iter(CHILDREN)) if scope.resource == PARENT and CHILDREN else None
     if not store.delete(scope.consumer, scope.resource, scope.object_id, id_, cascade=cascade):
         raise not_found(_label(scope.resource), id_)
-

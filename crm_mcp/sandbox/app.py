@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -54,12 +54,8 @@ class Caller:
     service: str
 
 
-class JSON(JSONResponse):
-    media_type = "application/json"
-
-
 def _error(exc: ApiError) -> Response:
-    return JSON(exc.body(), status_code=exc.status, headers=exc.headers)
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
 
 def authenticate(request: Request, api_key: str | None) -> Caller:
@@ -81,6 +77,13 @@ def authenticate(request: Request, api_key: str | None) -> Caller:
             raise ApiError(401, UNAUTHORIZED, f"Missing header: {name}", f"Missing Header: {name}")
     service = headers.get("x-apideck-service-id", "").strip() or DEFAULT_SERVICE
     return Caller(headers["x-apideck-consumer-id"].strip(), service)
+
+
+@cache
+def always_selected(resource_name: str) -> tuple[str, ...]:
+    """Fields a `fields` selection keeps: `id` and whatever the contract requires."""
+    input_cls = model(resource(resource_name).input_model)
+    return ("id", *(name for name, info in input_cls.model_fields.items() if info.is_required()))
 
 
 def envelope(op: Operation, caller: Caller, status: int, data: Any, **extra: Any) -> dict[str, Any]:
@@ -115,7 +118,7 @@ class Sandbox:
             return _error(exc)
         except Exception:
             log.exception("sandbox: unexpected error in %s %s", request.method, request.url.path)
-            return JSON(error_body(500, SERVER_ERROR, "Unexpected error in the sandbox"), status_code=500)
+            return JSONResponse(error_body(500, SERVER_ERROR, "Unexpected error in the sandbox"), status_code=500)
 
     async def handle(self, op: Operation, request: Request) -> Response:
         caller = authenticate(request, self.api_key)
@@ -124,13 +127,14 @@ class Sandbox:
         object_id = path.get("object_id", "") if op.resource in actions.CHILDREN else ""
         scope = actions.Scope(caller.consumer, op.resource, object_id)
         store = self.store
-        await self._run(store.ensure_consumer, caller.consumer)
+        if not store.knows(caller.consumer):
+            await self._run(store.ensure_consumer, caller.consumer)
 
         if op.action == "list":
             predicate = compile_filters(op, params.filter)
             sort = parse_sort(op, params.sort)
             cursor = decode_cursor(params.cursor, scope.name, sort) if params.cursor else None
-            tree = parse_fields(op, params.fields, self._always(op))
+            tree = parse_fields(op, params.fields, always_selected(op.resource))
             list_page = partial(
                 actions.list_page, sort=sort, cursor=cursor, predicate=predicate, limit=params.limit, tree=tree
             )
@@ -144,34 +148,26 @@ class Sandbox:
                 "current": str(request.url),
                 "next": self._link(request, page.next),
             }
-            return JSON(envelope(op, caller, 200, page.records, meta=meta, links=links))
+            return JSONResponse(envelope(op, caller, 200, page.records, meta=meta, links=links))
         if op.action == "get":
             compile_filters(op, params.filter)  # validated, but a get has nothing to filter
-            tree = parse_fields(op, params.fields, self._always(op))
+            tree = parse_fields(op, params.fields, always_selected(op.resource))
             record = await self._run(actions.get, store, scope, path["id"], tree)
-            return JSON(envelope(op, caller, 200, record))
+            return JSONResponse(envelope(op, caller, 200, record))
         if op.action == "delete":
             await self._run(actions.delete, store, scope, path["id"])
-            return JSON(envelope(op, caller, op.success_status, {"id": path["id"]}))
+            return JSONResponse(envelope(op, caller, op.success_status, {"id": path["id"]}))
         body = validate_body(op, await request.body(), partial=op.action == "update")
         if op.action == "create":
             record = await self._run(actions.create, store, scope, body)
             data = {"id": record["id"]} if op.record_model == "UnifiedId" else record
-            return JSON(envelope(op, caller, op.success_status, data), status_code=op.success_status)
+            return JSONResponse(envelope(op, caller, op.success_status, data), status_code=op.success_status)
         await self._run(actions.update, store, scope, path["id"], body)
-        return JSON(envelope(op, caller, op.success_status, {"id": path["id"]}))
+        return JSONResponse(envelope(op, caller, op.success_status, {"id": path["id"]}))
 
     @staticmethod
     async def _run(fn: Any, *args: Any) -> Any:
         return await to_thread.run_sync(partial(fn, *args))
-
-    @staticmethod
-    def _always(op: Operation) -> tuple[str, ...]:
-        """Fields a `fields` selection keeps: `id` and whatever the contract requires."""
-        if op.record_model is None:
-            return ("id",)
-        required = [n for n, f in model(resource(op.resource).input_model).model_fields.items() if f.is_required()]
-        return ("id", *required)
 
     @staticmethod
     def _link(request: Request, cursor: str | None) -> str | None:

@@ -398,4 +398,3 @@ def select_fields(record: Record, tree: FieldTree | None) -> Record:
     selected = _select(record, tree)
     assert isinstance(selected, dict)
     return selected
-

@@ -73,6 +73,7 @@ class SandboxServer:
         self.store: Store | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        self._socket: socket.socket | None = None
 
     @classmethod
     def embedded(cls, db: str | Path | None = None) -> SandboxServer:
@@ -119,10 +120,11 @@ class SandboxServer:
             return
         server.should_exit = True
         thread.join(timeout)
-        self._socket.close()
+        if self._socket is not None:
+            self._socket.close()
         if self.store is not None:
             self.store.close()
-        self._server = self._thread = None
+        self._server, self._thread, self._socket = None, None, None
 
     def __enter__(self) -> SandboxServer:
         return self.start()

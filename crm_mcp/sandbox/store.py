@@ -116,6 +116,10 @@ class Store:
             self._seed_cache = self._seed_factory() if self._seed_factory else {}
         return self._seed_cache
 
+    def knows(self, consumer: str) -> bool:
+        """True once `consumer` has its records (then `ensure_consumer` is a no-op)."""
+        return consumer in self._known
+
     def ensure_consumer(self, consumer: str) -> None:
         """Give `consumer` its own copy of the seed data the first time it is seen."""
         if consumer in self._known:
@@ -252,4 +256,3 @@ class Store:
                 (consumer, resource, object_id),
             ).fetchone()
         return int(row[0])
-

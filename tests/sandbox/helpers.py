@@ -82,9 +82,11 @@ def scope_params(op: Operation) -> dict[str, str]:
     return {"object_id": CUSTOM_SCHEMA} if "object_id" in op.path_params else {}
 
 
-def create(client: httpx2.Client, resource_name: str, body: dict[str, Any] | None = None, **path: str) -> str:
+def create(
+    client: httpx2.Client, resource_name: str, body: dict[str, Any] | None = None, *, object_id: str | None = None
+) -> str:
     op = op_for(resource_name, "create")
-    path = path or scope_params(op)
+    path = {"object_id": object_id} if object_id else scope_params(op)
     response = client.post(path_for(op, **path), json=body if body is not None else minimal_body(resource_name))
     assert response.status_code == 201, response.text
     return str(response.json()["data"]["id"])

@@ -24,7 +24,9 @@ from .contract import checked
         ("x-apideck-consumer-id", "", "Missing header: x-apideck-consumer-id"),
     ],
 )
-@pytest.mark.parametrize(("method", "url"), [("GET", "/crm/contacts"), ("POST", "/crm/notes"), ("DELETE", "/crm/users/usr_01")])
+@pytest.mark.parametrize(
+    ("method", "url"), [("GET", "/crm/contacts"), ("POST", "/crm/notes"), ("DELETE", "/crm/users/usr_01")]
+)
 def test_missing_or_bad_auth_headers_are_401(
     sandbox_server: SandboxServer,
     sandbox_headers: dict[str, str],

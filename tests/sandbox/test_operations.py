@@ -5,11 +5,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx2
 import pytest
+from openapi_core.exceptions import OpenAPIError
 
 from crm_mcp.operations import OPERATIONS, Operation
+from crm_mcp.sandbox.server import SandboxServer
 
+from .contract import check_response
 from .helpers import create, minimal_body, op_for, path_for, scope_params, text_field
 
 OPERATION_NAMES = {"list": "all", "get": "one", "create": "add", "update": "update", "delete": "delete"}
@@ -47,7 +52,7 @@ def test_operation(sandbox_client: httpx2.Client, op: Operation) -> None:
         got = sandbox_client.get(path_for(op_for(op.resource, "get"), id=new_id, **scope))
         assert got.status_code == 200 and got.json()["data"]["id"] == new_id
         return
-    record_id = create(sandbox_client, op.resource, **scope)
+    record_id = create(sandbox_client, op.resource)
     url = path_for(op, id=record_id, **scope)
     if op.action == "get":
         body = check_envelope(sandbox_client.get(url), op)
@@ -72,7 +77,8 @@ def test_operation(sandbox_client: httpx2.Client, op: Operation) -> None:
 def test_unknown_id_is_404(sandbox_client: httpx2.Client, resource_name: str, action: str) -> None:
     op = op_for(resource_name, action)
     url = path_for(op, id="no_such_id", **scope_params(op))
-    response = sandbox_client.request(op.method, url, json={text_field(resource_name): "x"} if action == "update" else None)
+    body = {text_field(resource_name): "x"} if action == "update" else None
+    response = sandbox_client.request(op.method, url, json=body)
     assert response.status_code == 404
     body = response.json()
     assert body["type_name"] == "EntityNotFoundError"
@@ -98,3 +104,33 @@ def test_custom_object_schema_create_answers_the_schema(sandbox_client: httpx2.C
     assert response.status_code == 201
     data = response.json()["data"]
     assert data["name"] == "ticket" and data["id"].startswith("cos_") and data["created_at"]
+
+
+def test_the_contract_check_catches_broken_responses(sandbox_client: httpx2.Client) -> None:
+    response = sandbox_client.get("/crm/contacts/con_0001")
+    good = response.json()
+    broken_bodies = [
+        {**good, "status_code": "two hundred"},
+        {**good, "data": {**good["data"], "colour": "red"}},  # the contract forbids unknown fields
+        {**good, "data": {**good["data"], "created_at": "yesterday"}},
+        {k: v for k, v in good.items() if k != "service"},
+    ]
+    for body in broken_bodies:
+        broken = httpx2.Response(200, json=body, request=response.request)
+        with pytest.raises(OpenAPIError):
+            check_response(broken)
+    check_response(httpx2.Response(200, json=good, request=response.request))
+
+
+def test_an_internal_error_is_a_contract_500(
+    sandbox_client: httpx2.Client, sandbox_server: SandboxServer, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(sandbox_server.store, "get", broken)
+    response = sandbox_client.get("/crm/contacts/con_0001")
+    assert response.status_code == 500
+    body = response.json()
+    assert body["type_name"] == "UnexpectedError" and "disk on fire" not in response.text
+    assert "disk on fire" in caplog.text  # logged on the server, not leaked to the client

@@ -34,9 +34,7 @@ def test_create_sets_the_read_only_fields(sandbox_client: httpx2.Client) -> None
 
 def read_only_cases() -> list[Any]:
     return [
-        pytest.param(res.name, field, id=f"{res.name}-{field}")
-        for res in RESOURCES
-        for field in res.read_only_fields
+        pytest.param(res.name, field, id=f"{res.name}-{field}") for res in RESOURCES for field in res.read_only_fields
     ]
 
 
@@ -50,7 +48,7 @@ def test_read_only_fields_are_rejected(sandbox_client: httpx2.Client, resource_n
     assert body["type_name"] == "RequestValidationError"
     assert f"'{field}' is read-only" in body["message"]
     assert body["detail"]["errors"][0]["field"] == field
-    record_id = create(sandbox_client, resource_name, **scope)
+    record_id = create(sandbox_client, resource_name)
     update = op_for(resource_name, "update")
     response = sandbox_client.patch(path_for(update, id=record_id, **scope), json={field: "x"})
     assert response.status_code == 400 and f"'{field}' is read-only" in response.json()["message"]
@@ -109,8 +107,11 @@ def test_bad_patch_body(sandbox_client: httpx2.Client) -> None:
 
 
 def test_write_only_fields_are_accepted_but_never_returned(sandbox_client: httpx2.Client) -> None:
-    body = {"emails": [{"email": "new.user@test.example"}], "password": "hunter2",
-            "pass_through": [{"service_id": "x", "extend_object": {"a": 1}}]}  # fmt: skip
+    body = {
+        "emails": [{"email": "new.user@test.example"}],
+        "password": "hunter2",
+        "pass_through": [{"service_id": "x", "extend_object": {"a": 1}}],
+    }
     user = get(sandbox_client, "users", create(sandbox_client, "users", body))
     assert "password" not in user and "pass_through" not in user
 
@@ -181,11 +182,12 @@ def test_consumers_are_isolated(sandbox_client: httpx2.Client, sandbox_headers: 
     new_id = create(sandbox_client, "companies", {"name": "Only Mine Ltd"})
     assert sandbox_client.delete("/crm/contacts/con_0003").status_code == 200
     other = {**sandbox_headers, "x-apideck-consumer-id": sandbox_headers["x-apideck-consumer-id"] + "-other"}
-    for method, url in [("GET", f"/crm/companies/{new_id}"), ("PATCH", f"/crm/companies/{new_id}"),
-                        ("DELETE", f"/crm/companies/{new_id}")]:  # fmt: skip
+    for method in ("GET", "PATCH", "DELETE"):
+        url = f"/crm/companies/{new_id}"
         response = sandbox_client.request(method, url, headers=other, json={"name": "x"} if method == "PATCH" else None)
         assert response.status_code == 404
-    names = [c["name"] for c in sandbox_client.get("/crm/companies", headers=other, params={"limit": 200}).json()["data"]]
+    theirs = sandbox_client.get("/crm/companies", headers=other, params={"limit": 200}).json()["data"]
+    names = [c["name"] for c in theirs]
     assert "Only Mine Ltd" not in names and len(names) == 50  # the other consumer has the full seed
     assert sandbox_client.get("/crm/contacts/con_0003", headers=other).status_code == 200
     assert sandbox_client.get(f"/crm/companies/{new_id}").json()["data"]["name"] == "Only Mine Ltd"
