@@ -17,6 +17,7 @@ matching requests, or with a `probability` drawn from its own seeded RNG::
 
 A dropped connection sends the response status line and headers, then closes the connection
 without the body, so the client sees a protocol error and cannot tell whether the write landed.
+A slow answer whose client disconnects while the sandbox sleeps is never applied.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import logging
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -87,10 +89,10 @@ class Fault:
 class FaultPlan:
     """The faults to inject (in the order added; the first that fires wins) and the request log."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, log_size: int = 100_000) -> None:
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
-        self._seen: list[SeenRequest] = []
+        self._seen: deque[SeenRequest] = deque(maxlen=log_size)  # the most recent requests
 
     # ------------------------------------------------------------------ switching faults on
 
