@@ -12,14 +12,41 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from crm_mcp.selection import Selection
 
 
-def _add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_serve_arguments(parser: argparse.ArgumentParser, *, sub: bool = False) -> None:
     parser.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
     parser.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="stderr log level"
+    )
+    # The tool selection, fixed for the server's life. On the `serve` subcommand these default to
+    # "not given", so that `crm-mcp --read-only serve` keeps the flag given before the subcommand.
+    def default(value: Any) -> Any:
+        return argparse.SUPPRESS if sub else value
+
+    selection = parser.add_argument_group("tool selection (fixed at start-up)")
+    selection.add_argument(
+        "--read-only", action="store_true", default=default(False),
+        help="offer no create, update or delete tool; calls to one are refused",
+    )
+    selection.add_argument(
+        "--resources", metavar="NAMES", default=default(None),
+        help="only the tools of these resources, comma-separated (e.g. contacts,notes)",
+    )
+    selection.add_argument(
+        "--tools", metavar="NAMES", default=default(None),
+        help="only these tools (added to --resources), comma-separated",
+    )
+    selection.add_argument(
+        "--workflows", action=argparse.BooleanOptionalAction, default=default(None),
+        help="offer the workflow tools (search_crm, get_account_overview, log_interaction); "
+        "--no-workflows: leave them out",
     )
 
 
@@ -36,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
 
     serve = sub.add_parser("serve", help="run the MCP server (default): stdio, or --http")
-    _add_serve_arguments(serve)
+    _add_serve_arguments(serve, sub=True)
 
     sandbox = sub.add_parser("sandbox", help="run the sandbox CRM (an Apideck-compatible HTTP API)")
     sandbox.add_argument("--host", default="127.0.0.1")
@@ -85,10 +112,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if command == "call":
         return run_call(settings, args.tool, args.arguments)
-    return serve(settings, http=args.http, host=args.host, port=args.port)
+    from crm_mcp.selection import SelectionError, select_tools
+
+    try:
+        selection = selection_from_args(args)
+        select_tools(selection)  # a typo in --resources/--tools fails here, before serving
+    except SelectionError as exc:
+        print(f"crm-mcp: {exc}", file=sys.stderr)
+        return 2
+    return serve(settings, http=args.http, host=args.host, port=args.port, selection=selection)
 
 
-def serve(settings: object, *, http: bool, host: str, port: int) -> int:
+def selection_from_args(args: argparse.Namespace) -> Selection:
+    """The tool selection the flags ask for (raises SelectionError for an empty name list)."""
+    from crm_mcp.selection import WORKFLOWS_DEFAULT, Selection, parse_names
+
+    workflows = getattr(args, "workflows", None)
+    return Selection(
+        read_only=bool(getattr(args, "read_only", False)),
+        resources=parse_names(getattr(args, "resources", None), "--resources"),
+        tools=parse_names(getattr(args, "tools", None), "--tools"),
+        workflows=WORKFLOWS_DEFAULT if workflows is None else workflows,
+    )
+
+
+def serve(settings: object, *, http: bool, host: str, port: int, selection: Selection | None = None) -> int:
     import anyio
 
     from crm_mcp.config import Settings
@@ -96,7 +144,7 @@ def serve(settings: object, *, http: bool, host: str, port: int) -> int:
 
     assert isinstance(settings, Settings)
     log = logging.getLogger("crm_mcp")
-    server = build_server(settings)
+    server = build_server(settings, selection=selection)
     log.info("crm-mcp serving %s over %s", settings.describe(), "HTTP" if http else "stdio")
     if http:
         from crm_mcp.http import run_http
@@ -109,14 +157,18 @@ def serve(settings: object, *, http: bool, host: str, port: int) -> int:
 def print_tool_table() -> int:
     from crm_mcp.tokens import json_tokens
     from crm_mcp.tools import operation_tools
+    from crm_mcp.workflows import workflow_tools
 
     tools = operation_tools()
-    rows = [(t.name, t.kind, json_tokens(t.to_wire())) for t in tools]
+    workflows = workflow_tools()
+    rows = [(t.name, t.kind, json_tokens(t.to_wire())) for t in (*tools, *workflows)]
     width = max(len(r[0]) for r in rows)
     print(f"{'tool':<{width}}  {'kind':<8}  tokens")
     for name, kind, tokens in rows:
         print(f"{name:<{width}}  {kind:<8}  {tokens:>6}")
-    print(f"{'all ' + str(len(rows)) + ' tools':<{width}}  {'':<8}  {json_tokens([t.to_wire() for t in tools]):>6}")
+    print(f"{'all ' + str(len(tools)) + ' tools':<{width}}  {'':<8}  {json_tokens([t.to_wire() for t in tools]):>6}")
+    print(f"{'+ ' + str(len(workflows)) + ' workflows':<{width}}  {'':<8}  "
+          f"{json_tokens([t.to_wire() for t in workflows]):>6}")
     return 0
 
 
@@ -126,9 +178,10 @@ def run_call(settings: object, tool: str, raw_arguments: str) -> int:
     from crm_mcp.config import Settings
     from crm_mcp.runtime import CrmRuntime
     from crm_mcp.tools import operation_tools
+    from crm_mcp.workflows import WORKFLOW_NAMES, run_workflow
 
     assert isinstance(settings, Settings)
-    names = {t.name for t in operation_tools()}
+    names = {t.name for t in operation_tools()} | set(WORKFLOW_NAMES)
     if tool not in names:
         print(f"crm-mcp: unknown tool {tool!r}; `crm-mcp tools` lists them", file=sys.stderr)
         return 2
@@ -144,7 +197,10 @@ def run_call(settings: object, tool: str, raw_arguments: str) -> int:
     async def go() -> int:
         runtime = CrmRuntime(settings)
         try:
-            result = await runtime.call_operation(tool, arguments)
+            if tool in WORKFLOW_NAMES:
+                result = await run_workflow(runtime, tool, arguments)
+            else:
+                result = await runtime.call_operation(tool, arguments)
         finally:
             await runtime.aclose()
         print(result.text)

@@ -55,7 +55,9 @@ def effective_hints(annotations: Any) -> dict[str, bool]:
 
 async def test_fifty_tools_with_valid_schemas_and_true_annotations(client: Client) -> None:
     listed = (await client.list_tools()).tools
-    assert [t.name for t in listed] == [op.tool_name for op in OPERATIONS]
+    names = [t.name for t in listed]
+    assert names[:50] == [op.tool_name for op in OPERATIONS]
+    assert set(names[50:]) == {"search_crm", "get_account_overview", "log_interaction"}
     by_op = {op.tool_name: op for op in OPERATIONS}
     for tool in listed:
         assert re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", tool.name)
@@ -64,6 +66,8 @@ async def test_fifty_tools_with_valid_schemas_and_true_annotations(client: Clien
         assert tool.input_schema["type"] == "object"
         assert tool.output_schema is not None
         jsonschema.Draft202012Validator.check_schema(tool.output_schema)
+        if tool.name not in by_op:
+            continue  # workflow tools: see tests/test_workflows.py
         hints = effective_hints(tool.annotations)
         for key, value in EXPECTED_HINTS[by_op[tool.name].action].items():
             assert hints[key] == value, (tool.name, key)

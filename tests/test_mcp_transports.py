@@ -46,7 +46,7 @@ async def test_stdio_subprocess_on_the_embedded_sandbox(mode: str) -> None:
     async with Client(stdio_params(), mode=mode) as client:  # type: ignore[arg-type]
         assert "sandbox" in (client.instructions or "")
         tools = (await client.list_tools()).tools
-        assert len(tools) == 50
+        assert len(tools) == 53  # 50 operations + 3 workflow tools
         found = await client.call_tool("list_contacts", {"filter": {"email": "jane.doe@acme.example"}})
         assert not found.is_error, text_of(found)
         assert "con_0001" in text_of(found)
@@ -104,7 +104,7 @@ def test_stdout_carries_only_protocol_messages() -> None:
         proc.stdin.close()
         proc.wait(timeout=20)
         stderr = proc.stderr.read() if proc.stderr else ""
-    assert len(answers[2]["result"]["tools"]) == 50
+    assert len(answers[2]["result"]["tools"]) == 53  # 50 operations + 3 workflow tools
     assert answers[3]["result"]["isError"] is False
     assert answers[4]["result"]["isError"] is True
     assert "tool=list_users" in stderr  # the log went to stderr
@@ -134,7 +134,7 @@ def http_server(sandbox_server: Any) -> Iterator[str]:
 async def test_streamable_http(http_server: str, mode: str) -> None:
     async with Client(http_server, mode=mode) as client:  # type: ignore[arg-type]
         tools = (await client.list_tools()).tools
-        assert len(tools) == 50
+        assert len(tools) == 53  # 50 operations + 3 workflow tools
         page = await client.call_tool("list_opportunities", {"limit": 3, "filter": {"company_id": "com_001"}})
         assert not page.is_error, text_of(page)
         assert "opp_" in text_of(page)
