@@ -19,6 +19,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from crm_mcp.config import ConfigError, Settings
+from crm_mcp.tenants import SERVER_AUTHENTICATED
 
 log = logging.getLogger("crm_mcp.http")
 
@@ -63,7 +64,9 @@ class BearerTokenGuard:
             )
             await send({"type": "http.response.body", "body": b'{"error":"missing or wrong bearer token"}'})
             return
-        await self.app(scope, receive, send)
+        # Authorization was the server's own token: tenants then send their Apideck key in
+        # x-apideck-api-key (see crm_mcp.tenants).
+        await self.app({**scope, SERVER_AUTHENTICATED: True}, receive, send)
 
 
 def _split(env_name: str) -> list[str]:

@@ -16,9 +16,11 @@ from typing import Any
 import anyio
 from pydantic import ValidationError
 
+from crm_mcp.client import Credentials
 from crm_mcp.config import Settings
 from crm_mcp.errors import CrmError, redact
 from crm_mcp.operations import Operation, model, operation
+from crm_mcp.tenants import TenantClient
 from crm_mcp.tool_args import args_model, split_arguments
 
 log = logging.getLogger("crm_mcp.calls")
@@ -60,13 +62,19 @@ class CrmRuntime:
         self._sandbox: Any = None
         self._lock = anyio.Lock()
 
-    async def client(self) -> Any:
-        """The shared ApideckClient, created (and the sandbox started) on first use."""
+    async def client(self, credentials: Credentials | None = None) -> Any:
+        """The shared ApideckClient, created (and the sandbox started) on first use; bound to a
+        request's tenant `credentials` when it brought its own (HTTP mode)."""
         if self._client is None:
             async with self._lock:
                 if self._client is None:
                     self._client = await anyio.to_thread.run_sync(self._make_client)
-        return self._client
+        return self._client if credentials is None else TenantClient(self._client, credentials)
+
+    def secrets(self, credentials: Credentials | None = None) -> tuple[str, ...]:
+        """What must never appear in a result: the configured key and a tenant's key."""
+        tenant = (credentials.api_key, credentials.app_id) if credentials is not None else ()
+        return (*self.settings.secrets, *tenant)
 
     def _make_client(self) -> Any:
         from crm_mcp.client import ApideckClient
@@ -99,8 +107,11 @@ class CrmRuntime:
 
     # ------------------------------------------------------------------ calls
 
-    async def call_operation(self, tool_name: str, arguments: dict[str, Any] | None) -> ToolResult:
-        """Run the operation tool `tool_name`; every failure becomes an error result, never a raise."""
+    async def call_operation(
+        self, tool_name: str, arguments: dict[str, Any] | None, credentials: Credentials | None = None
+    ) -> ToolResult:
+        """Run the operation tool `tool_name` (for the tenant of `credentials`, if given); every
+        failure becomes an error result, never a raise."""
         op = operation(tool_name)
         started = time.perf_counter()
         status: int | str = "-"
@@ -113,7 +124,7 @@ class CrmRuntime:
         path, query, body = split_arguments(op, args)
         overrides = {"consumer_id": getattr(args, "consumer_id", None), "service_id": getattr(args, "service_id", None)}
         try:
-            client = await self.client()
+            client = await self.client(credentials)
             if op.action == "update" and body is not None:
                 body = await self._complete_update(client, op, path, body, overrides)
             response = await client.call(op, path_params=path, query=query, body=body, **overrides)
@@ -134,8 +145,9 @@ class CrmRuntime:
             "tool=%s status=%s ms=%.1f request_id=%s",
             tool_name, status, (time.perf_counter() - started) * 1000, request_id or "-",
         )
-        if result.is_error and self.settings.secrets:
-            result = ToolResult(redact(result.text, self.settings.secrets), None, True)
+        secrets = self.secrets(credentials)
+        if result.is_error and secrets:
+            result = ToolResult(redact(result.text, secrets), None, True)
         return result
 
     async def _complete_update(

@@ -20,6 +20,7 @@ from crm_mcp import __version__
 from crm_mcp.config import Settings
 from crm_mcp.runtime import CrmRuntime, ToolResult
 from crm_mcp.selection import Selection, ToolSet, select_tools
+from crm_mcp.tenants import TenantHeaderError, request_credentials
 from crm_mcp.tools import ToolDef
 
 log = logging.getLogger("crm_mcp.server")
@@ -102,12 +103,16 @@ def build_server(
                 return _call_result(ToolResult(withheld[params.name], None, True))
             raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {params.name!r}. Call tools/list for the tool names.")
         runtime: CrmRuntime = ctx.lifespan_context
+        try:  # HTTP mode: a request may bring its own tenant's Apideck credentials
+            credentials = request_credentials(ctx.request)
+        except TenantHeaderError as exc:
+            return _call_result(ToolResult(str(exc), None, True))
         if tool.kind == "workflow":
             from crm_mcp.workflows import run_workflow
 
-            result = await run_workflow(runtime, tool.name, params.arguments)
+            result = await run_workflow(runtime, tool.name, params.arguments, credentials)
         else:
-            result = await runtime.call_operation(tool.name, params.arguments)
+            result = await runtime.call_operation(tool.name, params.arguments, credentials)
         return _call_result(result)
 
     return Server(

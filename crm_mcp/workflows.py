@@ -196,15 +196,18 @@ WORKFLOW_NAMES = tuple(d["name"] for d in _DEFS)
 # ------------------------------------------------------------------------------------ running
 
 
-async def run_workflow(runtime: Any, name: str, arguments: Mapping[str, Any] | None) -> ToolResult:
-    """Run workflow tool `name`; every failure is an error result, never a raise."""
+async def run_workflow(
+    runtime: Any, name: str, arguments: Mapping[str, Any] | None, credentials: Any = None
+) -> ToolResult:
+    """Run workflow tool `name` (for the tenant of `credentials`, if given); every failure is an
+    error result, never a raise."""
     started = time.perf_counter()
     try:
         args = ARGS[name].model_validate(dict(arguments or {}))
     except ValidationError as exc:
         return ToolResult(validation_message(name, exc), is_error=True)
     try:
-        client = await runtime.client()
+        client = await runtime.client(credentials)
         runner: Callable[[Any, Any], Awaitable[ToolResult]] = _RUNNERS[name]
         result = await runner(client, args)
     except CrmError as exc:
@@ -216,7 +219,7 @@ async def run_workflow(runtime: Any, name: str, arguments: Mapping[str, Any] | N
         )
     log.info("tool=%s status=%s ms=%.1f", name, "error" if result.is_error else "ok",
              (time.perf_counter() - started) * 1000)
-    secrets = runtime.settings.secrets
+    secrets = runtime.secrets(credentials)
     if secrets:
         result = ToolResult(redact(result.text, secrets), result.structured, result.is_error)
     return result
