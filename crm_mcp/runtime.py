@@ -114,12 +114,15 @@ class CrmRuntime:
         failure becomes an error result, never a raise."""
         op = operation(tool_name)
         started = time.perf_counter()
+        if log.isEnabledFor(logging.DEBUG):  # argument values may be personal data: debug only
+            log.debug("tool=%s arguments=%s", tool_name, redact(str(arguments), self.secrets(credentials)))
         status: int | str = "-"
         request_id = None
         try:
             args = args_model(op).model_validate(arguments or {})
         except ValidationError as exc:
-            log.info("tool=%s status=invalid-arguments ms=%.1f", tool_name, (time.perf_counter() - started) * 1000)
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            log.info("tool=%s status=invalid-arguments ms=%.1f request_id=-", tool_name, elapsed_ms)
             return ToolResult(validation_message(tool_name, exc), is_error=True)
         path, query, body = split_arguments(op, args)
         overrides = {"consumer_id": getattr(args, "consumer_id", None), "service_id": getattr(args, "service_id", None)}

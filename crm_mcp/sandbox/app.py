@@ -9,6 +9,7 @@ thread, and the answer comes back in the contract's envelope or error shape.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import cache, partial
@@ -21,6 +22,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crm_mcp.operations import OPERATIONS, Operation, model, resource
 from crm_mcp.sandbox import actions
@@ -179,6 +181,26 @@ async def _unknown_route(request: Request) -> Response:
     return _error(ApiError(404, UNKNOWN_ROUTE, message))
 
 
+class RequestIdMiddleware:
+    """Gives every answer a `Request-Id` header, as Apideck does, so callers can log it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = f"req_{uuid.uuid4().hex[:16]}".encode()
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), (b"request-id", request_id)]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
 def create_app(
     *,
     db: str | Path = ":memory:",
@@ -203,7 +225,9 @@ def create_app(
         by_path[op.path][op.method] = op
     routes = [Route(path, partial(sandbox.dispatch, ops), methods=_METHODS) for path, ops in by_path.items()]
     routes.append(Route("/{path:path}", _unknown_route, methods=_METHODS))
-    app = Starlette(routes=routes, middleware=[Middleware(FaultMiddleware, plan=plan)])
+    app = Starlette(
+        routes=routes, middleware=[Middleware(RequestIdMiddleware), Middleware(FaultMiddleware, plan=plan)]
+    )
     app.router.redirect_slashes = False  # "/crm/contacts/" is an unknown endpoint, not a redirect
     app.state.store = store
     app.state.faults = plan
