@@ -1,0 +1,61 @@
+"""Load: the core of tools/bench_load.py at a reduced size (CI). Concurrent HTTP MCP clients against
+the server as a subprocess: zero errors, every call logged by the server, memory flat over a soak."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "tools" / "bench_load.py"
+
+
+def load_bench() -> ModuleType:
+    module = sys.modules.get("bench_load")
+    if module is None:
+        spec = importlib.util.spec_from_file_location("bench_load", BENCH)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["bench_load"] = module  # dataclasses look their module up by name
+        spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def bench() -> ModuleType:
+    return load_bench()
+
+
+def test_concurrent_clients_and_soak_reduced_size(bench: ModuleType) -> None:
+    result = bench.run_benchmark(clients=10, calls=10, soak=500, soak_clients=5, session_calls=25,
+                                 sample_every=10, deadline=120.0)
+    print(bench.report(result, "auto"))  # shown with -s, or on failure
+    load, soak = result.load, result.soak
+    assert load.calls == 100
+    assert load.tally.errors == 0, load.tally.messages
+    assert load.tally.by_tool["create_note"] == 20 and load.tally.by_tool["get_note"] == 10
+    assert soak is not None and soak.calls == 500
+    assert soak.tally.errors == 0, soak.tally.messages
+    assert len(soak.samples) >= 50
+    assert soak.flat, (f"{soak.growth:+.1%}", soak.samples)
+    assert load.hwm_kib > 0 and soak.hwm_kib >= load.hwm_kib
+    # the server saw each call (one `tool=` log line per call) and nothing more
+    assert result.logged_tool_calls == 600
+    assert result.ok
+
+
+def test_flatness_verdict(bench: ModuleType) -> None:
+    def soak(values: list[int]) -> object:
+        return bench.SoakResult(calls=len(values) * 10, tally=bench.Tally(), wall=1.0,
+                                samples=[(i * 10, v) for i, v in enumerate(values)], hwm_kib=max(values),
+                                cpu=(0.0, 0.0, 0.0))
+
+    warm_then_flat = soak([50_000, 70_000, *[80_000 + (i % 3) * 100 for i in range(38)]])
+    assert warm_then_flat.flat and abs(warm_then_flat.slope_kib_per_1k) < 100
+    leaking = soak([80_000 + i * 800 for i in range(40)])  # +800 KiB per 10 calls
+    assert not leaking.flat and leaking.growth > 0.10
+    assert leaking.slope_kib_per_1k == pytest.approx(80_000)
+    assert not soak([80_000, 80_000]).flat  # too few samples to tell

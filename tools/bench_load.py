@@ -1,0 +1,570 @@
+"""Load benchmark of the MCP server over streamable HTTP: concurrent clients, then a memory soak.
+
+    python tools/bench_load.py [--clients 50] [--calls 40] [--soak 5000] [--mode auto|legacy]
+
+Set-up. The sandbox CRM (in-memory database) runs as a subprocess (`python -m crm_mcp sandbox`), or
+in this process with `--sandbox-inprocess`; the MCP server runs as a subprocess
+(`python -m crm_mcp serve --http --port <free>`) pointed at it through the APIDECK_* variables (one
+shared consumer). Everything listens on 127.0.0.1 only, on free ports.
+
+1. Load. `--clients` MCP clients (each its own HTTP connection pool) connect, wait until all are
+   connected, then each makes `--calls` tool calls back to back, all clients at once. The mix, by
+   call index modulo 10: 50% list (contacts, companies, opportunities by company), 30% get (seed
+   contact/company, and the note this client created last), 20% create (a note). Every call must
+   succeed (no exception, no `isError`, a create returns an id): errors are counted and the first
+   few printed. Printed: calls, errors, p50/p90/p99/max latency, throughput, and the server's
+   RSS and peak RSS (VmRSS / VmHWM from /proc/<pid>/status).
+2. Soak. `--soak` more calls (same mix) from `--soak-clients` workers, each reconnecting with a
+   fresh MCP session every `--session-calls` calls (so session set-up and tear-down are soaked
+   too). The server's VmRSS is sampled every `--sample-every` calls (default: soak/50). Printed:
+   first/last/max RSS, the least-squares slope after warm-up (KiB per 1,000 calls, over the 2nd to
+   4th quarters of the samples) and the verdict: "flat" means the mean RSS of the last quarter of
+   samples is within 10% of the mean of the second quarter (the first quarter is warm-up).
+
+Exit status 0 when there were no errors and the memory stayed flat, 1 otherwise. Every call has a
+timeout (`--call-timeout`), every phase a deadline; the child processes are stopped on exit.
+`run_benchmark(...)` is the core, used by tests/test_load.py at a reduced size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run from a checkout without installing
+    sys.path.insert(0, str(ROOT))
+
+import anyio  # noqa: E402
+import httpx2  # noqa: E402
+from mcp.client import Client  # noqa: E402
+from mcp.client.streamable_http import streamable_http_client  # noqa: E402
+
+HOST = "127.0.0.1"
+API_KEY = "bench-load-key"
+APP_ID = "bench-load-app"
+CONSUMER_ID = "bench-load-consumer"
+FLAT_TOLERANCE = 0.10
+MAX_ERRORS_SHOWN = 5
+START_TIMEOUT = 30.0
+
+# the environment of the child processes: no APIDECK_* of our own shell, no proxies (127.0.0.1 only)
+_DROP = ("APIDECK_", "CRM_MCP_")
+_PROXIES = {"http_proxy", "https_proxy", "all_proxy", "no_proxy"}
+CLEAN_ENV = {
+    k: v for k, v in os.environ.items() if not k.startswith(_DROP) and k.lower() not in _PROXIES
+}
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[Any] | None, timeout: float = START_TIMEOUT) -> None:
+    """Until something accepts on 127.0.0.1:port; fails if `proc` exits or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process {proc.args!r} exited with {proc.returncode} before listening on {port}")
+        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=0.5):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"nothing listening on {HOST}:{port} after {timeout:.0f} s")
+        time.sleep(0.05)
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """Stop one child we started (by its own handle): SIGTERM, then SIGKILL after `timeout`."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+
+def mcp_server_command(port: int, log_level: str = "info") -> list[str]:
+    return [sys.executable, "-m", "crm_mcp", "serve", "--http", "--host", HOST, "--port", str(port),
+            "--log-level", log_level]
+
+
+def mcp_server_env(sandbox_url: str, consumer: str = CONSUMER_ID) -> dict[str, str]:
+    return {
+        **CLEAN_ENV,
+        "APIDECK_API_KEY": API_KEY,
+        "APIDECK_APP_ID": APP_ID,
+        "APIDECK_CONSUMER_ID": consumer,
+        "APIDECK_BASE_URL": sandbox_url,
+        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
+    }
+
+
+@contextlib.contextmanager
+def started(command: list[str], env: dict[str, str], port: int, log_path: Path) -> Iterator[subprocess.Popen[Any]]:
+    """A child process whose stderr (and stdout) go to `log_path`, ready once `port` accepts."""
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=ROOT)
+    try:
+        wait_for_port(port, proc)
+        yield proc
+    finally:
+        stop_process(proc)
+
+
+def proc_memory_kib(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of a process in KiB, from /proc/<pid>/status."""
+    rss = hwm = 0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1])
+        elif line.startswith("VmHWM:"):
+            hwm = int(line.split()[1])
+    return rss, hwm
+
+
+def proc_cpu_seconds(pid: int | None) -> float:
+    """user + system CPU time of a process (this one for None), from /proc/<pid>/stat."""
+    if pid is None:
+        return time.process_time()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Stack:
+    mcp_url: str
+    sandbox_url: str
+    server_pid: int
+    sandbox_pid: int | None  # None: the sandbox runs in this process
+    server_log: Path
+
+    def cpu(self) -> tuple[float, float, float]:
+        """CPU seconds so far of (the MCP server, the sandbox, this process with the clients).
+
+        With `--sandbox-inprocess` the sandbox's CPU is counted in this process and shown as nan."""
+        sandbox = proc_cpu_seconds(self.sandbox_pid) if self.sandbox_pid else float("nan")
+        return proc_cpu_seconds(self.server_pid), sandbox, proc_cpu_seconds(None)
+
+    def logged_tool_calls(self) -> int:
+        return sum(1 for line in self.server_log.read_text(errors="replace").splitlines() if " tool=" in line)
+
+
+@contextlib.contextmanager
+def running_stack(*, sandbox_inprocess: bool = False, log_level: str = "info") -> Iterator[Stack]:
+    """The sandbox CRM and the MCP server (HTTP subprocess) pointed at it."""
+    with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp, contextlib.ExitStack() as stack:
+        sandbox_pid: int | None
+        if sandbox_inprocess:
+            from crm_mcp.sandbox.server import SandboxServer
+
+            sandbox = stack.enter_context(SandboxServer(db=":memory:"))
+            sandbox_url, sandbox_pid = sandbox.base_url, None
+        else:
+            sandbox_port = free_port()
+            command = [sys.executable, "-m", "crm_mcp", "sandbox", "--host", HOST, "--port", str(sandbox_port),
+                       "--db", ":memory:"]
+            env = {**CLEAN_ENV, "PYTHONPATH": str(ROOT)}
+            proc = stack.enter_context(started(command, env, sandbox_port, Path(tmp) / "sandbox.log"))
+            sandbox_url, sandbox_pid = f"http://{HOST}:{sandbox_port}", proc.pid
+        port = free_port()
+        server_log = Path(tmp) / "server.log"
+        server = stack.enter_context(
+            started(mcp_server_command(port, log_level), mcp_server_env(sandbox_url), port, server_log)
+        )
+        try:
+            yield Stack(f"http://{HOST}:{port}/mcp", sandbox_url, server.pid, sandbox_pid, server_log)
+        except BaseException:
+            tail = server_log.read_text(errors="replace").splitlines()[-20:]
+            print("--- server log (last lines) ---\n" + "\n".join(tail), file=sys.stderr)
+            raise
+
+
+# ----------------------------------------------------------------------------- the calls
+
+
+def call_for(client_no: int, i: int, last_note: str | None) -> tuple[str, dict[str, Any]]:
+    """The i-th call of a client: 50% list, 30% get, 20% create (and every 10 calls, a get of the
+    note this client created at the start of those 10)."""
+    k = i % 10
+    if k in (0, 5):
+        return "create_note", {"title": f"bench c{client_no} #{i}", "content": "Load benchmark note."}
+    if k in (1, 4, 8):
+        return "list_contacts", {"limit": 5}
+    if k == 2:
+        return "list_companies", {"limit": 5}
+    if k == 6:
+        return "list_opportunities", {"limit": 5, "filter": {"company_id": "com_001"}}
+    if k == 3:
+        return "get_contact", {"id": "con_0001"}
+    if k == 9:
+        return "get_company", {"id": "com_001"}
+    return ("get_note", {"id": last_note}) if last_note else ("get_contact", {"id": "con_0002"})
+
+
+def text_of(result: Any) -> str:
+    return "\n".join(getattr(c, "text", "") for c in result.content)
+
+
+@dataclass
+class Tally:
+    latencies: list[float] = field(default_factory=list)  # seconds, successful and failed calls
+    errors: int = 0
+    messages: list[str] = field(default_factory=list)
+    by_tool: dict[str, int] = field(default_factory=dict)
+
+    def error(self, message: str) -> None:
+        self.errors += 1
+        if len(self.messages) < MAX_ERRORS_SHOWN:
+            self.messages.append(message[:300])
+
+
+@contextlib.asynccontextmanager
+async def mcp_client(url: str, mode: str, timeout: float) -> Any:
+    async with (
+        httpx2.AsyncClient(timeout=timeout, trust_env=False) as http,
+        Client(streamable_http_client(url, http_client=http), mode=mode) as client,  # type: ignore[arg-type]
+    ):
+        yield client
+
+
+async def one_call(client: Any, tool: str, arguments: dict[str, Any], tally: Tally, timeout: float) -> str | None:
+    """Make one call, record its latency; return the created id for a create, else None."""
+    started_at = time.perf_counter()
+    try:
+        with anyio.fail_after(timeout):
+            result = await client.call_tool(tool, arguments)
+    except Exception as exc:
+        tally.latencies.append(time.perf_counter() - started_at)
+        tally.error(f"{tool}: {type(exc).__name__}: {exc}")
+        return None
+    tally.latencies.append(time.perf_counter() - started_at)
+    tally.by_tool[tool] = tally.by_tool.get(tool, 0) + 1
+    if result.is_error:
+        tally.error(f"{tool}: isError: {text_of(result)}")
+        return None
+    if tool.startswith("create_"):
+        created = (result.structured_content or {}).get("id")
+        if not created:
+            tally.error(f"{tool}: no id in the result: {text_of(result)}")
+        return created
+    return None
+
+
+# ----------------------------------------------------------------------------- phases
+
+
+@dataclass
+class LoadResult:
+    clients: int
+    calls_per_client: int
+    tally: Tally
+    wall: float  # seconds, first call to last answer
+    connect_p50: float
+    rss_kib: int
+    hwm_kib: int
+    cpu: tuple[float, float, float]  # CPU seconds in the phase: server, sandbox, clients
+
+    @property
+    def calls(self) -> int:
+        return len(self.tally.latencies)
+
+
+async def run_load(stack: Stack, *, clients: int, calls: int, mode: str, call_timeout: float,
+                   deadline: float) -> LoadResult:
+    tally = Tally()
+    connect_times: list[float] = []
+    connected = 0
+    all_connected = anyio.Event()
+    go_time: list[float] = []
+    cpu_before = stack.cpu()
+
+    async def worker(no: int) -> None:
+        nonlocal connected
+        t0 = time.perf_counter()
+        made = 0
+        try:
+            async with mcp_client(stack.mcp_url, mode, call_timeout) as client:
+                connect_times.append(time.perf_counter() - t0)
+                connected += 1
+                if connected == clients:
+                    go_time.append(time.perf_counter())
+                    all_connected.set()
+                with anyio.fail_after(START_TIMEOUT):
+                    await all_connected.wait()
+                last_note: str | None = None
+                for i in range(calls):
+                    tool, arguments = call_for(no, i, last_note)
+                    created = await one_call(client, tool, arguments, tally, call_timeout)
+                    made += 1
+                    if created:
+                        last_note = created
+        except Exception as exc:  # a failed connect or close: one error, plus one per call not made
+            tally.error(f"client {no}: {type(exc).__name__}: {exc}")
+            tally.errors += calls - made
+
+    with anyio.fail_after(deadline):
+        async with anyio.create_task_group() as tg:
+            for no in range(clients):
+                tg.start_soon(worker, no)
+    end = time.perf_counter()
+    rss, hwm = proc_memory_kib(stack.server_pid)
+    wall = end - go_time[0] if go_time else float("nan")
+    cpu = tuple(b - a for a, b in zip(cpu_before, stack.cpu(), strict=True))
+    connect_p50 = statistics.median(connect_times) if connect_times else float("nan")
+    return LoadResult(clients, calls, tally, wall, connect_p50, rss, hwm, cpu)  # type: ignore[arg-type]
+
+
+@dataclass
+class SoakResult:
+    calls: int
+    tally: Tally
+    wall: float
+    samples: list[tuple[int, int]]  # (calls done, VmRSS KiB)
+    hwm_kib: int
+    cpu: tuple[float, float, float]
+
+    def quarter_means(self) -> tuple[float, float]:
+        values = [rss for _, rss in self.samples]
+        n = len(values)
+        q = max(1, n // 4)
+        second = values[q: 2 * q] or values
+        last = values[n - q:] or values
+        return statistics.fmean(second), statistics.fmean(last)
+
+    @property
+    def growth(self) -> float:
+        """Last-quarter mean over second-quarter mean, minus one."""
+        second, last = self.quarter_means()
+        return last / second - 1.0
+
+    @property
+    def flat(self) -> bool:
+        return len(self.samples) >= 4 and self.growth <= FLAT_TOLERANCE
+
+    @property
+    def slope_kib_per_1k(self) -> float:
+        """Least-squares slope of RSS over calls after warm-up (2nd-4th quarters), KiB per 1,000 calls."""
+        points = self.samples[len(self.samples) // 4:]
+        if len(points) < 2:
+            return float("nan")
+        xs = [x for x, _ in points]
+        ys = [y for _, y in points]
+        mx, my = statistics.fmean(xs), statistics.fmean(ys)
+        var = sum((x - mx) ** 2 for x in xs)
+        if var == 0:
+            return float("nan")
+        return sum((x - mx) * (y - my) for x, y in points) / var * 1000.0
+
+
+async def run_soak(stack: Stack, *, total: int, workers: int, session_calls: int, sample_every: int, mode: str,
+                   call_timeout: float, deadline: float) -> SoakResult:
+    tally = Tally()
+    samples: list[tuple[int, int]] = [(0, proc_memory_kib(stack.server_pid)[0])]
+    claimed = 0
+    done = 0
+
+    def claim() -> int | None:
+        nonlocal claimed
+        if claimed >= total:
+            return None
+        claimed += 1
+        return claimed - 1
+
+    async def worker(no: int) -> None:
+        nonlocal done
+        last_note: str | None = None
+        while claimed < total:
+            try:
+                async with mcp_client(stack.mcp_url, mode, call_timeout) as client:
+                    for _ in range(session_calls):
+                        i = claim()
+                        if i is None:
+                            return
+                        tool, arguments = call_for(no, i, last_note)
+                        created = await one_call(client, tool, arguments, tally, call_timeout)
+                        if created:
+                            last_note = created
+                        done += 1
+                        if done % sample_every == 0:
+                            samples.append((done, proc_memory_kib(stack.server_pid)[0]))
+            except Exception as exc:
+                tally.error(f"soak worker {no}: {type(exc).__name__}: {exc}")
+
+    started_at = time.perf_counter()
+    cpu_before = stack.cpu()
+    with anyio.fail_after(deadline):
+        async with anyio.create_task_group() as tg:
+            for no in range(workers):
+                tg.start_soon(worker, 1000 + no)
+    wall = time.perf_counter() - started_at
+    if samples[-1][0] != done:
+        samples.append((done, proc_memory_kib(stack.server_pid)[0]))
+    cpu = tuple(b - a for a, b in zip(cpu_before, stack.cpu(), strict=True))
+    return SoakResult(done, tally, wall, samples, proc_memory_kib(stack.server_pid)[1], cpu)  # type: ignore[arg-type]
+
+
+@dataclass
+class BenchmarkResult:
+    load: LoadResult
+    soak: SoakResult | None
+    logged_tool_calls: int
+    sandbox_hwm_kib: int | None
+
+    @property
+    def errors(self) -> int:
+        return self.load.tally.errors + (self.soak.tally.errors if self.soak else 0)
+
+    @property
+    def ok(self) -> bool:
+        return self.errors == 0 and (self.soak is None or self.soak.flat)
+
+
+def run_benchmark(*, clients: int = 50, calls: int = 40, soak: int = 5000, soak_clients: int = 10,
+                  session_calls: int = 50, sample_every: int | None = None, mode: str = "auto",
+                  call_timeout: float = 30.0, sandbox_inprocess: bool = False, log_level: str = "info",
+                  deadline: float = 900.0) -> BenchmarkResult:
+    """Start the stack, run the load phase then the soak, stop the stack."""
+    every = sample_every or max(1, soak // 50)
+    with running_stack(sandbox_inprocess=sandbox_inprocess, log_level=log_level) as stack:
+        load = anyio.run(lambda: run_load(stack, clients=clients, calls=calls, mode=mode, call_timeout=call_timeout,
+                                          deadline=deadline))
+        soak_result = None
+        if soak > 0:
+            soak_result = anyio.run(lambda: run_soak(
+                stack, total=soak, workers=soak_clients, session_calls=session_calls, sample_every=every,
+                mode=mode, call_timeout=call_timeout, deadline=deadline))
+        sandbox_hwm = proc_memory_kib(stack.sandbox_pid)[1] if stack.sandbox_pid else None
+        time.sleep(0.2)  # let the server's last log lines reach the file
+        logged = stack.logged_tool_calls()
+    return BenchmarkResult(load, soak_result, logged, sandbox_hwm)
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    data = sorted(values)
+    if not data:
+        return float("nan")
+    pos = (len(data) - 1) * q / 100.0
+    lo = int(pos)
+    hi = min(lo + 1, len(data) - 1)
+    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    def cell(v: Any) -> str:
+        return f"{v:.1f}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---:" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def mib(kib: int) -> float:
+    return kib / 1024.0
+
+
+def cpu_line(cpu: tuple[float, float, float], wall: float, calls: int) -> str:
+    server, sandbox, clients = cpu
+    per_call = server / calls * 1000.0 if calls else float("nan")
+    return (f"CPU seconds in the phase ({wall:.1f} s wall): server {server:.1f} ({per_call:.1f} ms/call, "
+            f"{server / wall:.0%} of a core), sandbox {sandbox:.1f}, clients (this process) {clients:.1f}")
+
+
+def report(result: BenchmarkResult, mode: str) -> str:
+    load, soak = result.load, result.soak
+    lat = [x * 1000.0 for x in load.tally.latencies]
+    out = [f"## Load: {load.clients} clients x {load.calls_per_client} calls (mode={mode})", ""]
+    out.append(table(
+        ["clients", "calls", "errors", "p50 ms", "p90 ms", "p99 ms", "max ms", "calls/s", "connect p50 ms",
+         "server RSS MiB", "server peak RSS MiB"],
+        [[load.clients, load.calls, load.tally.errors, percentile(lat, 50), percentile(lat, 90), percentile(lat, 99),
+          max(lat, default=float("nan")), load.calls / load.wall if load.wall else float("nan"),
+          load.connect_p50 * 1000.0, mib(load.rss_kib), mib(load.hwm_kib)]],
+    ))
+    out.append("")
+    out.append(cpu_line(load.cpu, load.wall, load.calls))
+    out.append("calls by tool: " + ", ".join(f"{k} {v}" for k, v in sorted(load.tally.by_tool.items())))
+    if soak is not None:
+        slat = [x * 1000.0 for x in soak.tally.latencies]
+        second, last = soak.quarter_means()
+        rss = [r for _, r in soak.samples]
+        out += ["", f"## Soak: {soak.calls} calls, RSS sampled {len(soak.samples)} times", ""]
+        out.append(table(
+            ["calls", "errors", "p50 ms", "p99 ms", "calls/s", "first MiB", "last MiB", "max MiB",
+             "Q2 mean MiB", "Q4 mean MiB", "Q4/Q2", "slope KiB/1k calls", "peak RSS MiB", "flat"],
+            [[soak.calls, soak.tally.errors, percentile(slat, 50), percentile(slat, 99),
+              soak.calls / soak.wall if soak.wall else float("nan"), mib(rss[0]), mib(rss[-1]), mib(max(rss)),
+              mib(int(second)), mib(int(last)), f"{soak.growth:+.1%}", soak.slope_kib_per_1k, mib(soak.hwm_kib),
+              "yes" if soak.flat else "NO"]],
+        ))
+        out.append("")
+        out.append(cpu_line(soak.cpu, soak.wall, soak.calls))
+        out.append("RSS samples (calls:MiB): " + " ".join(f"{n}:{mib(r):.1f}" for n, r in soak.samples))
+    out.append("")
+    made = load.calls + (soak.calls if soak else 0)
+    out.append(f"server logged {result.logged_tool_calls} tool calls for {made} calls made")
+    if result.sandbox_hwm_kib is not None:
+        out.append(f"sandbox process peak RSS {mib(result.sandbox_hwm_kib):.1f} MiB")
+    messages = load.tally.messages + (soak.tally.messages if soak else [])
+    if messages:
+        out += ["", "first errors:", *(f"- {m}" for m in messages)]
+    out += ["", f"result: {'OK' if result.ok else 'FAILED'} (errors {result.errors}"
+            + (f", memory {'flat' if soak.flat else 'GROWING'}" if soak else "") + ")"]
+    return "\n".join(out)
+
+
+def machine_line() -> str:
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{platform.python_implementation()} {platform.python_version()}, {usable} usable CPUs, {platform.system()}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--clients", type=int, default=50, help="concurrent MCP clients in the load phase")
+    parser.add_argument("--calls", type=int, default=40, help="calls per client in the load phase")
+    parser.add_argument("--soak", type=int, default=5000, help="calls in the soak (0: no soak)")
+    parser.add_argument("--soak-clients", type=int, default=10, help="concurrent workers in the soak")
+    parser.add_argument("--session-calls", type=int, default=50, help="soak calls per MCP session")
+    parser.add_argument("--sample-every", type=int, default=None, help="sample RSS every N soak calls")
+    parser.add_argument("--mode", default="auto", choices=["auto", "legacy"], help="MCP client protocol mode")
+    parser.add_argument("--call-timeout", type=float, default=30.0, help="seconds per call")
+    parser.add_argument("--deadline", type=float, default=900.0, help="seconds per phase")
+    parser.add_argument("--sandbox-inprocess", action="store_true", help="run the sandbox in this process")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                        help="the MCP server's log level (info logs a line per call, as deployed)")
+    args = parser.parse_args(argv)
+    if args.clients < 1 or args.calls < 1 or args.soak < 0 or args.soak_clients < 1 or args.session_calls < 1:
+        parser.error("sizes must be positive")
+    print(f"# crm-mcp HTTP load benchmark\n\n{machine_line()}\n", flush=True)
+    result = run_benchmark(
+        clients=args.clients, calls=args.calls, soak=args.soak, soak_clients=args.soak_clients,
+        session_calls=args.session_calls, sample_every=args.sample_every, mode=args.mode,
+        call_timeout=args.call_timeout, sandbox_inprocess=args.sandbox_inprocess, log_level=args.log_level,
+        deadline=args.deadline,
+    )
+    print(report(result, args.mode))
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
