@@ -46,6 +46,16 @@ def quote(text: str, limit: int | None = None) -> str:
     return _JSON_MISSES.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(text, ensure_ascii=False))
 
 
+_PLAIN_ID = re.compile(r"^[A-Za-z0-9_.@+=\-]+$")
+
+
+def quote_id(text: str) -> str:
+    """An id written where it starts a line: plain ids as they are, anything else (spaces,
+    colons, markup — ids of some resources are chosen by whoever creates them) quoted, so that
+    an id cannot pass for a line of the server's own."""
+    return text if _PLAIN_ID.match(text) else json.dumps(text, ensure_ascii=True)
+
+
 def is_empty(value: Any) -> bool:
     if value is None or value == "" or value == [] or value == {}:
         return True
