@@ -48,6 +48,16 @@ def _add_serve_arguments(parser: argparse.ArgumentParser, *, sub: bool = False) 
         help="offer the workflow tools (search_crm, get_account_overview, log_interaction); "
         "--no-workflows: leave them out",
     )
+    selection.add_argument(
+        "--tool-mode", choices=["all", "discover"], default=default("all"),
+        help="all: list every tool (default); discover: list only find_tools, describe_tool and "
+        "call_tool, which find, describe and run the same tools",
+    )
+    parser.add_argument(
+        "--confirm-destructive", action="store_true", default=default(False),
+        help="a delete asks the user to confirm (MCP elicitation) first; a client that cannot ask "
+        "gets the delete refused",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,7 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SelectionError as exc:
         print(f"crm-mcp: {exc}", file=sys.stderr)
         return 2
-    return serve(settings, http=args.http, host=args.host, port=args.port, selection=selection)
+    return serve(
+        settings, http=args.http, host=args.host, port=args.port, selection=selection,
+        confirm_destructive=bool(getattr(args, "confirm_destructive", False)),
+    )
 
 
 def selection_from_args(args: argparse.Namespace) -> Selection:
@@ -133,10 +146,14 @@ def selection_from_args(args: argparse.Namespace) -> Selection:
         resources=parse_names(getattr(args, "resources", None), "--resources"),
         tools=parse_names(getattr(args, "tools", None), "--tools"),
         workflows=WORKFLOWS_DEFAULT if workflows is None else workflows,
+        tool_mode=getattr(args, "tool_mode", "all"),
     )
 
 
-def serve(settings: object, *, http: bool, host: str, port: int, selection: Selection | None = None) -> int:
+def serve(
+    settings: object, *, http: bool, host: str, port: int, selection: Selection | None = None,
+    confirm_destructive: bool = False,
+) -> int:
     import anyio
 
     from crm_mcp.config import Settings
@@ -144,7 +161,7 @@ def serve(settings: object, *, http: bool, host: str, port: int, selection: Sele
 
     assert isinstance(settings, Settings)
     log = logging.getLogger("crm_mcp")
-    server = build_server(settings, selection=selection)
+    server = build_server(settings, selection=selection, confirm_destructive=confirm_destructive)
     log.info("crm-mcp serving %s over %s", settings.describe(), "HTTP" if http else "stdio")
     if http:
         from crm_mcp.http import run_http

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,9 @@ from crm_mcp.tenants import TenantClient
 from crm_mcp.tool_args import args_model, split_arguments
 
 log = logging.getLogger("crm_mcp.calls")
+
+# progress(done, total, message): reports a long call's progress to the client that asked for it
+Progress = Callable[[float, float | None, str | None], Awaitable[None]]
 
 SANDBOX_DB_ENV = "CRM_MCP_SANDBOX_DB"  # the embedded sandbox's database (default: the user data directory)
 
@@ -108,10 +112,17 @@ class CrmRuntime:
     # ------------------------------------------------------------------ calls
 
     async def call_operation(
-        self, tool_name: str, arguments: dict[str, Any] | None, credentials: Credentials | None = None
+        self,
+        tool_name: str,
+        arguments: dict[str, Any] | None,
+        credentials: Credentials | None = None,
+        *,
+        progress: Progress | None = None,
     ) -> ToolResult:
         """Run the operation tool `tool_name` (for the tenant of `credentials`, if given); every
-        failure becomes an error result, never a raise."""
+        failure becomes an error result, never a raise. A list call with `max_records` follows the
+        cursors (`crm_mcp.large_reads`), calling `progress(done, total, message)` after each page
+        when given (the server gives it only when the client sent a progress token)."""
         op = operation(tool_name)
         started = time.perf_counter()
         if log.isEnabledFor(logging.DEBUG):  # argument values may be personal data: debug only
@@ -130,9 +141,13 @@ class CrmRuntime:
             client = await self.client(credentials)
             if op.action == "update" and body is not None:
                 body = await self._complete_update(client, op, path, body, overrides)
-            response = await client.call(op, path_params=path, query=query, body=body, **overrides)
-            status, request_id = response.status, response.request_id
-            result = self._render(op, response.body, args, path)
+            max_records = getattr(args, "max_records", None)
+            if max_records is not None:
+                result, status, request_id = await self._large_read(client, op, query, args, overrides, progress)
+            else:
+                response = await client.call(op, path_params=path, query=query, body=body, **overrides)
+                status, request_id = response.status, response.request_id
+                result = self._render(op, response.body, args, path)
         except CrmError as exc:
             status, request_id = exc.status or "error", exc.request_id
             result = ToolResult(exc.agent_message(), is_error=True)
@@ -170,6 +185,21 @@ class CrmRuntime:
         current = await client.call(get_op, path_params=path, query={}, body=None, **overrides)
         record = current.body.get("data") or {}
         return {**{k: record.get(k) for k in required if k in record}, **body}
+
+    async def _large_read(
+        self, client: Any, op: Operation, query: dict[str, Any], args: Any, overrides: dict[str, Any],
+        progress: Progress | None,
+    ) -> tuple[ToolResult, int | str, str | None]:
+        from crm_mcp import large_reads
+
+        fields = getattr(args, "fields", None)
+        if fields and "*" in fields:
+            fields = "*"
+        read = await large_reads.read_records(
+            client, op, query, max_records=args.max_records, overrides=overrides, fields=fields, progress=progress
+        )
+        text, structured = large_reads.render_read(op, read, fields=fields)
+        return ToolResult(text, structured), read.last_status, read.last_request_id
 
     def _render(self, op: Operation, body: dict[str, Any], args: Any, path: dict[str, str]) -> ToolResult:
         from crm_mcp import render

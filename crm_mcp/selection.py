@@ -34,6 +34,10 @@ WRITE_KINDS = frozenset({"create", "update", "delete"})
 # no flag says: on, as they answer whole questions in one call; --no-workflows leaves them out.
 WORKFLOWS_DEFAULT = True
 
+# --tool-mode: "all" lists every offered tool; "discover" lists find_tools, describe_tool and
+# call_tool, through which the same offered tools are found, described and run.
+TOOL_MODES = ("all", "discover")
+
 
 class SelectionError(ValueError):
     """A tool selection that cannot be served; the message names the flag and the valid values."""
@@ -48,6 +52,7 @@ class Selection:
     resources: tuple[str, ...] | None = None  # None: every resource
     tools: tuple[str, ...] | None = None  # None: no tools named one by one
     workflows: bool = WORKFLOWS_DEFAULT
+    tool_mode: str = "all"  # "discover": tools/list offers only the meta-tools (crm_mcp.discovery)
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,7 @@ class ToolSet:
     offered: tuple[ToolDef, ...]
     withheld: dict[str, str] = field(default_factory=dict)  # tool name -> the isError text of a call
     mode: str = "Mode: read-write."
+    tool_mode: str = "all"
 
 
 def parse_names(text: str | None, flag: str) -> tuple[str, ...] | None:
@@ -117,6 +123,8 @@ def _listing(names: Iterable[str]) -> str:
 def select_tools(selection: Selection | None = None, tools: Sequence[ToolDef] | None = None) -> ToolSet:
     """Apply `selection` to `tools` (default: the catalogue). Raises SelectionError."""
     selection = selection or Selection()
+    if selection.tool_mode not in TOOL_MODES:
+        raise SelectionError(f"--tool-mode: unknown mode {selection.tool_mode!r}. Valid modes: {_listing(TOOL_MODES)}.")
     pool = tuple(tools) if tools is not None else catalogue(selection)
     known = _all_known() if tools is None else {t.name: t for t in pool}
 
@@ -187,7 +195,7 @@ def select_tools(selection: Selection | None = None, tools: Sequence[ToolDef] | 
                 f"{_flags_text(selection)}. Use the tools listed in tools/list, or restart the server "
                 f"with {name} in --tools (or its resource in --resources)."
             )
-    return ToolSet(chosen, withheld, mode_line(selection))
+    return ToolSet(chosen, withheld, mode_line(selection), selection.tool_mode)
 
 
 def _flags_text(selection: Selection) -> str:
@@ -209,4 +217,6 @@ def mode_line(selection: Selection) -> str:
         line += f" Only these resources: {', '.join(selection.resources)}."
     if selection.tools is not None:
         line += f" Tools chosen: {', '.join(selection.tools)}."
+    if selection.tool_mode == "discover":
+        line += " Find tools with find_tools, their arguments with describe_tool; run them with call_tool."
     return line

@@ -12,7 +12,7 @@ import re
 from functools import cache
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema, create_model
 
 from crm_mcp.operations import Operation, model
 
@@ -39,6 +39,16 @@ ConsumerId = Annotated[
 ]
 PassThroughQuery = dict[str, str | int | float | bool]
 
+# How many records one list call may gather across pages (`max_records`); a larger value is
+# accepted and capped at this, which the result says (crm_mcp.large_reads).
+MAX_RECORDS = 1000
+
+# Published schemas of the paging arguments, set exactly (validation keeps the full bounds): a
+# count's lower bound of 1 goes without saying, and `max_records` is capped rather than refused,
+# so its schema is the bare type. Saves ~4 tokens on each of the 10 list tools.
+PageSize = Annotated[int, Field(ge=1, le=200), WithJsonSchema({"type": "integer", "maximum": 200})]
+RecordCount = Annotated[int, Field(ge=1), WithJsonSchema({"type": "integer"})]
+
 # Names that are not fields of a record but arguments of every tool of a kind.
 COMMON_FIELDS: dict[str, Any] = {
     "consumer_id": (ConsumerId | None, Field(None, description="Act for this consumer instead of the default")),
@@ -46,7 +56,11 @@ COMMON_FIELDS: dict[str, Any] = {
 }
 
 LIST_FIELDS: dict[str, Any] = {
-    "limit": (int | None, Field(None, ge=1, le=200, description="Records per page, 1-200 (default 20)")),
+    "limit": (PageSize | None, Field(None, description="Records per page, 1-200 (default 20)")),
+    "max_records": (
+        RecordCount | None,
+        Field(None, description=f"Read up to this many records across pages (at most {MAX_RECORDS})"),
+    ),
     "cursor": (str | None, Field(None, max_length=4096, description="next_cursor of the previous page")),
     "fields": (
         list[Annotated[str, StringConstraints(pattern=r"^([A-Za-z0-9_.]+|\*)$")]] | None,
@@ -90,7 +104,8 @@ def body_fields(op: Operation, *, partial: bool) -> dict[str, Any]:
 def query_fields(op: Operation) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if op.action == "list":
-        out.update({k: v for k, v in LIST_FIELDS.items() if k in op.query_params})
+        paged = "cursor" in op.query_params  # max_records follows the cursors: paged lists only
+        out.update({k: v for k, v in LIST_FIELDS.items() if k in op.query_params or (k == "max_records" and paged)})
         if op.filter_model:
             out["filter"] = (model(op.filter_model) | None, Field(None))
         if op.sort_model:
@@ -119,6 +134,7 @@ def split_arguments(op: Operation, args: ToolArgs) -> tuple[dict[str, str], dict
     path = {name: data.pop(name) for name in op.path_params}
     data.pop("consumer_id", None)
     data.pop("service_id", None)
+    data.pop("max_records", None)  # not an API parameter: the runtime follows the cursors
     if op.action in ("list", "get"):
         query = dict(data)
         fields = query.pop("fields", None)

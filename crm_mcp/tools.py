@@ -29,9 +29,9 @@ RESOURCE_HINTS: dict[tuple[str, str], str] = {
 _DESCRIPTIONS = {
     "list": "Find {plural}: filter, sort, page with cursor.",
     "get": "One {singular} by id: key fields; fields=[\"*\"] for all.",
-    "create": "Create a {singular}.",
-    "update": "Change a {singular}; only the fields given change.",
-    "delete": "Delete a {singular} by id. Cannot be undone.",
+    "create": "Create {a} {singular}.",
+    "update": "Change {a} {singular}; only the fields given change.",
+    "delete": "Delete {a} {singular} by id. Cannot be undone.",
 }
 
 _TITLES = {"list": "List {plural}", "get": "Get {singular}", "create": "Create {singular}",
@@ -80,7 +80,7 @@ class ToolDef:
 def _nouns(op: Operation) -> dict[str, str]:
     plural = op.resource.replace("_", " ")
     singular = plural[:-3] + "y" if plural.endswith("ies") else plural.removesuffix("s")
-    return {"plural": plural, "singular": singular}
+    return {"plural": plural, "singular": singular, "a": "an" if singular[0] in "aeio" else "a"}  # "a user"
 
 
 def build_operation_tool(op: Operation) -> ToolDef:

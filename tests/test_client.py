@@ -869,6 +869,8 @@ async def test_sandbox_dropped_create_is_uncertain_and_the_hint_finds_the_truth(
 
 @pytest.mark.anyio
 async def test_sandbox_slow_read_times_out_and_is_retried(sandbox: Any) -> None:
+    async with sandbox_client(sandbox) as warm:  # seed the consumer first: seeding is not the slow part
+        await warm.call(LIST_CONTACTS, query={"limit": 1})
     sandbox.faults.slow(3.0, times=1)
     async with sandbox_client(sandbox, read_timeout=0.3) as client:
         t0 = time.perf_counter()
