@@ -1,0 +1,60 @@
+"""The `crm-mcp tools` and `crm-mcp call` commands, and start-up errors, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+from crm_mcp.tokens import json_tokens
+from crm_mcp.tools import operation_tools
+
+CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("APIDECK_")}
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "crm_mcp", *args], capture_output=True, text=True, timeout=120,
+        env={**CLEAN_ENV, "CRM_MCP_SANDBOX_DB": ":memory:", **(env or {})},
+    )
+
+
+def test_tools_prints_every_tool_with_its_tokens() -> None:
+    result = run("tools")
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:] if line.strip()}
+    for tool in operation_tools():
+        _name, kind, tokens = rows[tool.name]
+        assert kind == tool.kind
+        assert int(tokens) == json_tokens(tool.to_wire())
+    assert {"search_crm", "get_account_overview", "log_interaction"} <= set(rows)
+    total = next(line for line in result.stdout.splitlines() if line.startswith("all 50 tools"))
+    assert int(total.split()[-1]) == json_tokens([t.to_wire() for t in operation_tools()])
+
+
+def test_call_runs_a_tool_on_the_embedded_sandbox() -> None:
+    result = run("call", "list_contacts", json.dumps({"filter": {"email": "jane.doe@acme.example"}}))
+    assert result.returncode == 0, result.stderr
+    assert "con_0001" in result.stdout and "Jane Doe" in result.stdout
+    structured: dict[str, Any] = json.loads(result.stderr.strip().splitlines()[-1])
+    assert structured["count"] == 1
+
+
+def test_call_reports_bad_input_and_unknown_tools() -> None:
+    bad = run("call", "get_contact", "{}")
+    assert bad.returncode == 1 and "id" in bad.stdout and "Traceback" not in bad.stdout + bad.stderr
+    unknown = run("call", "get_everything", "{}")
+    assert unknown.returncode == 2 and "unknown tool" in unknown.stderr
+    not_json = run("call", "get_contact", "{id:")
+    assert not_json.returncode == 2 and "not valid JSON" in not_json.stderr
+
+
+def test_half_configured_credentials_stop_the_server_with_a_clear_message() -> None:
+    result = run(env={"APIDECK_API_KEY": "sk_live_x"})
+    assert result.returncode == 2
+    assert "APIDECK_APP_ID" in result.stderr and "APIDECK_CONSUMER_ID" in result.stderr
+    assert "sk_live_x" not in result.stderr
+    result = run(env={"APIDECK_APP_ID": "app"})
+    assert result.returncode == 2 and "APIDECK_API_KEY" in result.stderr
