@@ -35,6 +35,7 @@ import httpx2
 from pydantic_core import to_jsonable_python
 
 from crm_mcp import __version__
+from crm_mcp.error_decoding import decode_error, request_id_from
 from crm_mcp.errors import (
     CallContext,
     ConfigurationError,
@@ -44,12 +45,10 @@ from crm_mcp.errors import (
     NetworkError,
     RequestTimeoutError,
     UncertainWriteError,
-    decode_error,
-    redact,
-    request_id_from,
 )
 from crm_mcp.generated.operations import OPERATIONS, Operation
 from crm_mcp.querystring import ArgumentError, check_header_value, encode_query, expand_path
+from crm_mcp.redaction import redact
 
 __all__ = [
     "DEFAULT_BASE_URL",

@@ -1,28 +1,24 @@
 """Typed errors of the Apideck CRM API, decoded from its error bodies, each with an agent-facing message.
 
 Apideck answers failures with ``{status_code, error, type_name, message, detail, ref, downstream_errors}``.
-`decode_error` turns such an answer into one of the classes below (by ``type_name`` first, then by
-HTTP status), and every class knows what an agent should do next (`CrmError.agent_message`).
+`crm_mcp.error_decoding.decode_error` turns such an answer into one of the classes below (by
+``type_name`` first, then by HTTP status), and every class knows what an agent should do next
+(`CrmError.agent_message`).
 
-Everything built from upstream text goes through `redact` when the error is made: an upstream (or a
+Everything built from upstream text goes through `crm_mcp.redaction.redact` when the error is made: an upstream (or a
 connector behind it) may echo the ``Authorization`` header or the API key, and such text must never
 reach an agent, a log or a result. The error objects do not keep the secrets they redacted.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import email.utils
-import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from http import HTTPStatus
+from dataclasses import dataclass
 from typing import Any, ClassVar
-from urllib.parse import quote
+
+from crm_mcp.redaction import redact, redact_obj
 
 __all__ = [
-    "REDACTED",
     "AuthenticationError",
     "CallContext",
     "ConfigurationError",
@@ -50,76 +46,9 @@ __all__ = [
     "UnsupportedFiltersError",
     "UnsupportedSortFieldError",
     "UpstreamError",
-    "decode_error",
-    "parse_retry_after",
-    "redact",
-    "redact_obj",
-    "request_id_from",
 ]
 
-REDACTED = "[REDACTED]"
-MIN_SECRET_LENGTH = 3
 _SNIPPET = 300  # longest piece of upstream text quoted in an agent message
-
-# Credentials that appear without us knowing the secret: "Bearer xyz", "Authorization: ...",
-# "x-apideck-app-id: ...", "api_key=...".
-_BEARER = re.compile(r"(?i)\b(bearer|basic)(\s+|%20|\+)[A-Za-z0-9._~+/=\-:]{4,}")
-_SENSITIVE_KEY = re.compile(
-    r"(?i)^(authorization|proxy-authorization|x-apideck-app-id|x-api-key|api[_-]?key|apikey|access[_-]?token"
-    r"|refresh[_-]?token|client[_-]?secret|secret|password|cookie|set-cookie)$"
-)
-_HEADERISH = re.compile(
-    r"""(?ix)
-    (["']?\b(?:authorization|proxy-authorization|x-apideck-app-id|x-api-key|api[_-]?key|apikey
-       |access[_-]?token|refresh[_-]?token|client[_-]?secret|secret|password)\b["']?)
-    (\s*[:=]\s*["']?)
-    ((?:bearer\s+|basic\s+)?[^\s"',;&}\]]+)
-    """
-)
-
-
-# --------------------------------------------------------------------------------------- redaction
-
-
-def _variants(secret: str) -> set[str]:
-    """Forms in which an echoed secret may appear: as is, URL-encoded, JSON-escaped."""
-    forms = {secret, quote(secret, safe=""), quote(secret, safe="/"), json.dumps(secret)[1:-1]}
-    return {f for f in forms if len(f) >= MIN_SECRET_LENGTH}
-
-
-def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
-    """`text` with every known secret (and anything that looks like a credential) replaced by [REDACTED].
-
-    Known secrets are matched case-insensitively and in their URL-encoded and JSON-escaped forms;
-    bearer tokens and ``authorization: ...`` / ``api_key=...`` pairs are redacted even when the secret
-    is not known (an upstream may echo another tenant's or a connector's token).
-    """
-    if not isinstance(text, str):
-        text = str(text)
-    forms: set[str] = set()
-    for secret in secrets:
-        if secret and len(secret) >= MIN_SECRET_LENGTH:
-            forms |= _variants(secret)
-    for form in sorted(forms, key=len, reverse=True):
-        text = re.sub(re.escape(form), REDACTED, text, flags=re.IGNORECASE)
-    text = _HEADERISH.sub(lambda m: m.group(1) + m.group(2) + REDACTED, text)
-    text = _BEARER.sub(lambda m: m.group(1) + " " + REDACTED, text)
-    return text
-
-
-def redact_obj(value: Any, secrets: Iterable[str | None] = ()) -> Any:
-    """`redact` applied to every string (keys too) inside a JSON-like value."""
-    secrets = tuple(secrets)
-    if isinstance(value, str):
-        return redact(value, secrets)
-    if isinstance(value, Mapping):
-        return {
-            redact(str(k), secrets): REDACTED if _SENSITIVE_KEY.match(str(k)) and v else redact_obj(v, secrets)
-            for k, v in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [redact_obj(v, secrets) for v in value]
-    return value
 
 
 def _clip(text: str, limit: int = _SNIPPET) -> str:
@@ -610,82 +539,6 @@ class UncertainWriteError(CrmError):
         )
 
 
-# -------------------------------------------------------------------------------------- decoding
-
-_BY_TYPE: dict[str, type[CrmError]] = {
-    "RequestValidationError": RequestValidationError,
-    "RequestHeadersValidationError": RequestValidationError,
-    "RequestBodyValidationError": RequestValidationError,
-    "InvalidStateError": RequestValidationError,
-    "UnsupportedFiltersError": UnsupportedFiltersError,
-    "UnsupportedSortFieldError": UnsupportedSortFieldError,
-    "InvalidCursorError": InvalidCursorError,
-    "PaginationNotSupportedError": PaginationNotSupportedError,
-    "EntityNotFoundError": NotFoundError,
-    "UnauthorizedError": AuthenticationError,
-    "RequestLimitError": PlanLimitError,
-    "ConnectorExecutionError": ConnectorExecutionError,
-    "ConnectorCredentialsError": ConnectorCredentialsError,
-    "OAuthCredentialsNotFoundError": ConnectorCredentialsError,
-    "OAuthRedirectUriError": ConnectorCredentialsError,
-    "OAuthInvalidStateError": ConnectorCredentialsError,
-    "OAuthCodeExchangeError": ConnectorCredentialsError,
-    "ConnectionNotFoundError": ConnectionSetupError,
-    "IntegrationNotFoundError": ConnectionSetupError,
-    "ConnectionSettingsError": ConnectionSetupError,
-    "ConnectorNotFoundError": ConnectionSetupError,
-    "ConnectorDisabledError": ConnectorDisabledError,
-    "ConnectorRateLimitError": ConnectorRateLimitError,
-    "OAuthConnectorError": ConnectorUnsupportedError,
-    "MappingError": ConnectorUnsupportedError,
-    "ConnectorMappingNotFoundError": ConnectorUnsupportedError,
-    "ConnectorResponseMappingNotFoundError": ConnectorUnsupportedError,
-    "ConnectorOperationMappingNotFoundError": ConnectorUnsupportedError,
-    "ConnectorWorkflowMappingError": ConnectorUnsupportedError,
-    "ConnectorOperationUnsupportedError": ConnectorUnsupportedError,
-}
-
-
-def _class_for_status(status: int) -> type[CrmError]:
-    if status in (400, 422):
-        return RequestValidationError
-    if status == 401:
-        return AuthenticationError
-    if status == 402:
-        return PlanLimitError
-    if status == 403:
-        return PermissionDeniedError
-    if status == 404:
-        return NotFoundError
-    if status == 409:
-        return ConflictError
-    if status == 429:
-        return RateLimitError
-    if status == 501:
-        return ConnectorUnsupportedError
-    if status >= 500 or status == 408:
-        return UpstreamError
-    return CrmError
-
-
-def error_class(status: int, type_name: str | None) -> type[CrmError]:
-    """The class for an error answer: the contract's `type_name` when known, else the HTTP status."""
-    cls = _BY_TYPE.get(type_name or "")
-    if cls is None:
-        return _class_for_status(status)
-    if cls is AuthenticationError and status == 403:
-        return PermissionDeniedError
-    return cls
-
-
-def request_id_from(headers: Mapping[str, str]) -> str | None:
-    for name in ("x-apideck-request-id", "request-id", "x-request-id"):
-        value = headers.get(name)
-        if value:
-            return _clip(value, 120)
-    return None
-
-
 def summarize_detail(detail: Any, *, limit: int = 6) -> str:
     """A compact `field: why; field: why` rendering of a `detail` (string or object)."""
     if detail is None or detail == "" or detail == {}:
@@ -718,149 +571,3 @@ def summarize_detail(detail: Any, *, limit: int = 6) -> str:
 def _seconds(value: float) -> str:
     whole = max(1, round(value)) if value < 10 else round(value)
     return f"{whole} second{'s' if whole != 1 else ''}"
-
-
-_RETRY_KEYS_S = ("retry_after", "retryafter", "retry-after", "retry_after_seconds", "retry_in", "reset_in")
-_RETRY_KEYS_MS = ("retry_after_ms", "cooldown_remaining_ms", "retryafterms")
-
-
-def _from_body(body: Any, now: _dt.datetime) -> float | None:
-    found: list[float] = []
-
-    def walk(value: Any, depth: int) -> None:
-        if depth > 5 or found:
-            return
-        if isinstance(value, Mapping):
-            for key, item in value.items():
-                k = str(key).lower()
-                number = _number(item)
-                if number is not None and k in _RETRY_KEYS_S:
-                    found.append(number)
-                    return
-                if number is not None and k in _RETRY_KEYS_MS:
-                    # Apideck uses retry_after_ms both as a duration and as an epoch-ms timestamp.
-                    ms = number - now.timestamp() * 1000 if number > 1e12 else number
-                    found.append(ms / 1000)
-                    return
-            for item in value.values():
-                walk(item, depth + 1)
-        elif isinstance(value, list):
-            for item in value:
-                walk(item, depth + 1)
-
-    walk(body, 0)
-    return max(0.0, found[0]) if found else None
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value.strip())
-        except ValueError:
-            return None
-    return None
-
-
-def parse_retry_after(headers: Mapping[str, str], body: Any = None, *, now: _dt.datetime | None = None) -> float | None:
-    """Seconds to wait, from `Retry-After` (seconds or HTTP date), `RateLimit-Reset`, or the body's detail."""
-    now = now or _dt.datetime.now(_dt.UTC)
-    value = headers.get("retry-after")
-    if value:
-        value = value.strip()
-        number = _number(value)
-        if number is not None:
-            return max(0.0, number)
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            when = None
-        if when is not None:
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=_dt.UTC)
-            return max(0.0, (when - now).total_seconds())
-    for name in ("ratelimit-reset", "x-ratelimit-reset"):
-        number = _number(headers.get(name) or "")
-        if number is not None:
-            # An epoch timestamp when large, a delta in seconds otherwise.
-            return max(0.0, number - now.timestamp()) if number > 1e9 else max(0.0, number)
-    if isinstance(body, Mapping):
-        return _from_body(body.get("detail", body), now)
-    return None
-
-
-@dataclass(slots=True)
-class _Decoded:
-    type_name: str | None = None
-    message: str = ""
-    detail: Any = None
-    service: str | None = None
-    downstream: list[Any] = field(default_factory=list)
-    body: Any = None
-
-
-def _decode_body(status: int, content: bytes | str | Any, content_type: str) -> _Decoded:
-    reason = _reason(status)
-    if isinstance(content, bytes | str):
-        text = content.decode("utf-8", "replace") if isinstance(content, bytes) else content
-        if not text.strip():
-            return _Decoded(message=reason)
-        try:
-            body = json.loads(text)
-        except ValueError:
-            kind = content_type.split(";")[0].strip() or "no content type"
-            return _Decoded(message=f"{reason}; the body is not JSON ({kind}): {_clip(text, 200)}")
-    else:
-        body = content
-    if not isinstance(body, Mapping):
-        return _Decoded(message=f"{reason}: {_clip(json.dumps(body, default=str), 200)}", body=body)
-    message = body.get("message") or body.get("error") or reason
-    type_name = body.get("type_name")
-    downstream = body.get("downstream_errors")
-    service = body.get("service")
-    return _Decoded(
-        type_name=type_name if isinstance(type_name, str) else None,
-        message=message if isinstance(message, str) else json.dumps(message, default=str),
-        detail=body.get("detail"),
-        service=service if isinstance(service, str) else None,
-        downstream=list(downstream) if isinstance(downstream, list) else [],
-        body=body,
-    )
-
-
-def _reason(status: int) -> str:
-    try:
-        return f"{HTTPStatus(status).phrase}"
-    except ValueError:
-        return f"HTTP {status}"
-
-
-def decode_error(
-    status: int,
-    content: bytes | str | Any,
-    headers: Mapping[str, str] | None = None,
-    *,
-    context: CallContext | None = None,
-    secrets: Iterable[str | None] = (),
-) -> CrmError:
-    """The typed error for an error answer. `content` is the raw body (or already-decoded JSON)."""
-    headers = headers or {}
-    decoded = _decode_body(status, content, headers.get("content-type", ""))
-    cls = error_class(status, decoded.type_name)
-    wants_wait = status in (429, 503) or issubclass(cls, RateLimitError)
-    retry_after = parse_retry_after(headers, decoded.body) if wants_wait else None
-    return cls(
-        decoded.message,
-        status=status,
-        type_name=decoded.type_name,
-        detail=decoded.detail,
-        request_id=request_id_from(headers),
-        retry_after=retry_after,
-        service=decoded.service,
-        downstream_errors=decoded.downstream,
-        context=context,
-        secrets=secrets,
-    )

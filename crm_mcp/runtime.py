@@ -19,8 +19,9 @@ from pydantic import ValidationError
 
 from crm_mcp.client import Credentials
 from crm_mcp.config import Settings
-from crm_mcp.errors import CrmError, redact
+from crm_mcp.errors import CrmError
 from crm_mcp.operations import Operation, model, operation
+from crm_mcp.redaction import redact
 from crm_mcp.tenants import TenantClient
 from crm_mcp.tool_args import args_model, split_arguments
 

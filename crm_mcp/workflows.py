@@ -30,7 +30,8 @@ from typing import Annotated, Any, Literal
 import anyio
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from crm_mcp.errors import CrmError, NotFoundError, redact
+from crm_mcp.errors import CrmError, NotFoundError
+from crm_mcp.redaction import redact
 from crm_mcp.runtime import ToolResult, validation_message
 from crm_mcp.tool_args import RecordId
 from crm_mcp.tools import ToolDef

@@ -13,7 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from crm_mcp import errors as E
-from crm_mcp.errors import CallContext, decode_error, parse_retry_after, redact, redact_obj, summarize_detail
+from crm_mcp.error_decoding import decode_error, parse_retry_after
+from crm_mcp.errors import CallContext, summarize_detail
+from crm_mcp.redaction import REDACTED, redact, redact_obj
 
 CANARY_KEY = "sk_live_CANARY_7f3a9c2e1b"
 CANARY_APP = "app_CANARY_0d9e8f7a"
@@ -68,7 +70,7 @@ class TestRedact:
         out = redact(text, SECRETS)
         assert_clean(out)
         assert CANARY_KEY.upper() not in out
-        assert E.REDACTED in out
+        assert REDACTED in out
 
     def test_url_encoded_form(self) -> None:
         key = "abc/def+ghi=="

@@ -1,0 +1,76 @@
+"""Keeping secrets out of everything the server writes: agent messages, logs, results.
+
+An upstream (or a connector behind it) may echo the `Authorization` header or the API key in an
+error body; `redact` removes every known secret (in its plain, URL-encoded and JSON-escaped
+forms) and anything that looks like a credential even when the secret is not known.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import quote
+
+__all__ = ["REDACTED", "redact", "redact_obj"]
+
+REDACTED = "[REDACTED]"
+MIN_SECRET_LENGTH = 3
+
+# Credentials that appear without us knowing the secret: "Bearer xyz", "Authorization: ...",
+# "x-apideck-app-id: ...", "api_key=...".
+_BEARER = re.compile(r"(?i)\b(bearer|basic)(\s+|%20|\+)[A-Za-z0-9._~+/=\-:]{4,}")
+_SENSITIVE_KEY = re.compile(
+    r"(?i)^(authorization|proxy-authorization|x-apideck-app-id|x-api-key|api[_-]?key|apikey|access[_-]?token"
+    r"|refresh[_-]?token|client[_-]?secret|secret|password|cookie|set-cookie)$"
+)
+_HEADERISH = re.compile(
+    r"""(?ix)
+    (["']?\b(?:authorization|proxy-authorization|x-apideck-app-id|x-api-key|api[_-]?key|apikey
+       |access[_-]?token|refresh[_-]?token|client[_-]?secret|secret|password)\b["']?)
+    (\s*[:=]\s*["']?)
+    ((?:bearer\s+|basic\s+)?[^\s"',;&}\]]+)
+    """
+)
+
+
+def _variants(secret: str) -> set[str]:
+    """Forms in which an echoed secret may appear: as is, URL-encoded, JSON-escaped."""
+    forms = {secret, quote(secret, safe=""), quote(secret, safe="/"), json.dumps(secret)[1:-1]}
+    return {f for f in forms if len(f) >= MIN_SECRET_LENGTH}
+
+
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """`text` with every known secret (and anything that looks like a credential) replaced by [REDACTED].
+
+    Known secrets are matched case-insensitively and in their URL-encoded and JSON-escaped forms;
+    bearer tokens and ``authorization: ...`` / ``api_key=...`` pairs are redacted even when the secret
+    is not known (an upstream may echo another tenant's or a connector's token).
+    """
+    if not isinstance(text, str):
+        text = str(text)
+    forms: set[str] = set()
+    for secret in secrets:
+        if secret and len(secret) >= MIN_SECRET_LENGTH:
+            forms |= _variants(secret)
+    for form in sorted(forms, key=len, reverse=True):
+        text = re.sub(re.escape(form), REDACTED, text, flags=re.IGNORECASE)
+    text = _HEADERISH.sub(lambda m: m.group(1) + m.group(2) + REDACTED, text)
+    text = _BEARER.sub(lambda m: m.group(1) + " " + REDACTED, text)
+    return text
+
+
+def redact_obj(value: Any, secrets: Iterable[str | None] = ()) -> Any:
+    """`redact` applied to every string (keys too) inside a JSON-like value."""
+    secrets = tuple(secrets)
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, Mapping):
+        return {
+            redact(str(k), secrets): REDACTED if _SENSITIVE_KEY.match(str(k)) and v else redact_obj(v, secrets)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact_obj(v, secrets) for v in value]
+    return value
