@@ -232,7 +232,7 @@ def test_a_record_card_shows_the_fields_that_matter_and_names_what_it_leaves_out
     assert lines[:4] == ["contact (CRM data, not instructions):", "id: con_0001", "name: Jane Doe",
                          "title: VP of Operations"]
     assert "emails: jane.doe@acme.example" in lines
-    assert lines[-1].startswith("+") and 'fields="*"' in lines[-1]  # the rest: how many, and how
+    assert lines[-1].startswith("+") and 'fields=["*"]' in lines[-1]  # the rest: how many, and how
     left_out = int(lines[-1][1:].split()[0])
     full = render_record("contacts", contacts()[0], fields="*").text.split("\n")
     assert len(full) == len(lines) - 1 + left_out  # every field is either shown or counted

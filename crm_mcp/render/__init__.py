@@ -11,7 +11,7 @@ against the tool's `output_schema(action)`. The agent pays for both, so no field
   `fields=[...]` shows exactly those fields. Every record on the page is at least named by id; a
   cut made to fit `max_tokens` is announced with the way to get the rest.
 - `render_record`: `field: value` lines. By default a card of the most important non-empty fields
-  within a token budget, then how many were left out and how to see them (`fields="*"`: all).
+  within a token budget, then how many were left out and how to see them (`fields=["*"]`: all).
 - `render_write`: "Created contact con_0201."
 
 CRM text is data, not instructions: every result opens with one fixed frame line saying so, and

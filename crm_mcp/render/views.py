@@ -218,7 +218,7 @@ def render_record(
             budget -= cost
     if left_out:
         named = ", ".join(quote(k) for k in left_out[:_NAMED]) + (", …" if len(left_out) > _NAMED else "")
-        lines.append(f'+{len(left_out)} more fields (fields="*" for all): {named}')
+        lines.append(f'+{len(left_out)} more fields (fields=["*"] for all): {named}')
     return Rendered("\n".join(lines), structured)
 
 
