@@ -12,6 +12,12 @@ from crm_mcp.sandbox.server import SandboxServer
 
 
 @pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    """Async tests (`@pytest.mark.anyio`) run on asyncio, as the server does."""
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
 def sandbox_server() -> Iterator[SandboxServer]:
     """The sandbox CRM over real HTTP (in-memory database), shared by the session."""
     with SandboxServer(db=":memory:") as server:

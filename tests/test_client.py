@@ -31,10 +31,6 @@ UPDATE_CONTACT = operation("update_contact")
 DELETE_CONTACT = operation("delete_contact")
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 class FakeTime:
     """An injectable clock and sleep: sleeping advances the clock and records the delay."""

@@ -26,10 +26,6 @@ DISCOVER = Selection(tool_mode="discover")
 LARGEST_CREATE = max((t for t in operation_tools() if t.kind == "create"), key=lambda t: json_tokens(t.to_wire())).name
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 @pytest.fixture
 def settings(sandbox_server: Any) -> Any:

@@ -36,10 +36,6 @@ PER_KIND = 1 - (1 - FAULT_RATE) ** (1 / KINDS)  # each of the 7 faults in turn: 
 UNCERTAIN = re.compile(r"may have been applied", re.I)
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 @pytest.fixture
 def faulty_sandbox() -> Iterator[SandboxServer]:

@@ -27,10 +27,6 @@ pytestmark = pytest.mark.anyio
 EXTRA = 300  # contacts added to the seed's 200
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 class FailingPagesTransport(ContractCheckingTransport):
     """Checks requests like ContractCheckingTransport; while `fail_cursor_pages` is set, a list

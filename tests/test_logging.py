@@ -19,10 +19,6 @@ pytestmark = pytest.mark.anyio
 LINE = re.compile(r"^tool=(\S+) status=(\S+) ms=(\d+\.\d) request_id=(\S+)$")
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 async def run_calls(sandbox_server: Any) -> Any:
     settings = sandbox_settings(sandbox_server)

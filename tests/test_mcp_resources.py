@@ -23,10 +23,6 @@ NEW_BUSINESS = ["Qualification", "Discovery", "Proposal", "Negotiation", "Closed
 RENEWALS = ["Renewal Due", "Renewal Negotiation", "Renewed", "Churned"]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 @pytest.fixture(params=["legacy", "auto"])
 async def client(request: Any, sandbox_server: Any) -> AsyncIterator[Client]:

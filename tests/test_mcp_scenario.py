@@ -18,10 +18,6 @@ from crm_mcp.server import build_server
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 @pytest.fixture
 def settings(sandbox_server: Any) -> Any:

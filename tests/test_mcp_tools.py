@@ -29,10 +29,6 @@ EXPECTED_HINTS = {
 }
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 @pytest.fixture
 def transport() -> ContractCheckingTransport:

@@ -27,10 +27,6 @@ pytestmark = pytest.mark.anyio
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("APIDECK_")}
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 def stdio_params(env: dict[str, str] | None = None) -> StdioServerParameters:
     return StdioServerParameters(

@@ -114,10 +114,6 @@ def test_python_m_crm_mcp_version(venv: Path, workdir: Path) -> None:
     assert out.stdout.strip() == f"crm-mcp {VERSION}"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 @pytest.fixture
 def stdio_session(venv: Path, workdir: Path) -> Iterator[StdioServerParameters]:

@@ -20,10 +20,6 @@ pytestmark = pytest.mark.anyio
 TOOL_NAME = re.compile(r"\b(?:list|get|create|update|delete|search|log)_[a-z_]+\b")
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 async def _prompt(sandbox_server: Any, name: str, args: dict[str, str], *, mode: str = "auto",
                   selection: Selection | None = None) -> tuple[str, dict[str, Any]]:

@@ -40,10 +40,6 @@ CLEAN_ENV = {
 }
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 def free_port() -> int:
     import socket

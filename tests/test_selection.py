@@ -23,10 +23,6 @@ pytestmark = pytest.mark.anyio
 READS = [op.tool_name for op in OPERATIONS if op.action in ("list", "get")]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 @pytest.fixture
 def settings(sandbox_server: Any) -> Any:

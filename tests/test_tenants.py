@@ -27,10 +27,6 @@ from crm_mcp.server import build_server
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 def serve(app: Any) -> Iterator[str]:
     sock = socket.socket()

@@ -27,10 +27,6 @@ pytestmark = pytest.mark.anyio
 SCHEMAS = {t.name: t.output_schema for t in workflow_tools()}
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 @pytest.fixture
 def settings(sandbox_server: Any) -> Any:
