@@ -3,10 +3,16 @@ request the server's API client sends against the contract, and example argument
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx2
+import uvicorn
 from sandbox.contract import OpenAPIRequest, in_contract, openapi
 
 from crm_mcp.config import Settings
@@ -120,3 +126,24 @@ def valid_arguments(tool: str, resource: str, action: str) -> dict[str, Any]:
     if action == "create":
         return dict(CREATE_ARGS[resource])
     return {**id_args(resource), **UPDATE_ARGS[resource]}
+
+
+@contextmanager
+def serve_in_thread(app: Any) -> Iterator[int]:
+    """Run an ASGI app under uvicorn on 127.0.0.1 (a free port) in a thread; yields the port."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server.started, "uvicorn did not start"
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()

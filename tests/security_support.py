@@ -6,16 +6,12 @@ from __future__ import annotations
 
 import json
 import re
-import socket
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import httpx2
-import uvicorn
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import strategies as st
 from mcp.client import Client
@@ -334,27 +330,6 @@ def new_consumer(prefix: str) -> str:
 
 def settings_for(base_url: str, consumer: str, api_key: str = "test-secret-key") -> Settings:
     return Settings(api_key=api_key, app_id="test-app", consumer_id=consumer, base_url=base_url)
-
-
-@contextmanager
-def serve_in_thread(app: Any) -> Iterator[int]:
-    """Run an ASGI app under uvicorn on 127.0.0.1 (a free port) in a thread; yields the port."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert server.started, "uvicorn did not start"
-    try:
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 def operation_of(tool: ToolDef) -> Operation:

@@ -15,7 +15,7 @@ import mcp_types as types
 import pytest
 from mcp.client import Client
 from mcp.shared.exceptions import MCPError
-from mcp_support import sandbox_settings, text_of
+from mcp_support import sandbox_settings, serve_in_thread, text_of
 
 from crm_mcp.cli import build_parser
 from crm_mcp.config import Settings
@@ -257,33 +257,15 @@ async def test_over_streamable_http(
     """The HTTP transport is stateless: on 2026-07-28 the question rides the InputRequiredResult and
     the delete goes through; a 2025-11-25 client cannot be sent a request mid-call there, so the
     delete is refused, never done silently."""
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
     from crm_mcp.http import build_http_app
 
     server = build_server(settings, confirm_destructive=True)
     app = build_http_app(server, settings, host="127.0.0.1", port=0, token=None)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    uv = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not uv.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    try:
+    with serve_in_thread(app) as port:
         asker = Asker("accept")
-        url = f"http://127.0.0.1:{sock.getsockname()[1]}/mcp"
+        url = f"http://127.0.0.1:{port}/mcp"
         async with Client(url, mode=mode, elicitation_callback=asker) as client:  # type: ignore[arg-type]
             result = await client.call_tool("delete_contact", {"id": "con_0001"})
-    finally:
-        uv.should_exit = True
-        thread.join(10)
-        sock.close()
     if mode == "auto":
         assert not result.is_error and len(asker.asked) == 1
         assert api.get("/crm/contacts/con_0001").status_code == 404

@@ -5,19 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters
-from mcp_support import sandbox_settings, text_of
+from mcp_support import sandbox_settings, serve_in_thread, text_of
 
 from crm_mcp.http import build_http_app
 from crm_mcp.server import build_server
@@ -110,20 +106,8 @@ def test_stdout_carries_only_protocol_messages() -> None:
 def http_server(sandbox_server: Any) -> Iterator[str]:
     server = build_server(sandbox_settings(sandbox_server))
     app = build_http_app(server, sandbox_settings(sandbox_server), host="127.0.0.1", port=0, token=None)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="on")
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not uv.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    yield f"http://127.0.0.1:{port}/mcp"
-    uv.should_exit = True
-    thread.join(10)
-    sock.close()
+    with serve_in_thread(app) as port:
+        yield f"http://127.0.0.1:{port}/mcp"
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])

@@ -5,9 +5,6 @@ each see only their own consumer's data, and a tenant's key is never written any
 from __future__ import annotations
 
 import logging
-import socket
-import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -16,10 +13,9 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-import uvicorn
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp_support import sandbox_settings, text_of
+from mcp_support import sandbox_settings, serve_in_thread, text_of
 
 from crm_mcp.http import build_http_app
 from crm_mcp.server import build_server
@@ -29,21 +25,8 @@ pytestmark = pytest.mark.anyio
 
 
 def serve(app: Any) -> Iterator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.01)
-    try:
+    with serve_in_thread(app) as port:
         yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ import httpx2
 import pytest
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp_support import text_of
-from security_support import new_consumer, serve_in_thread, settings_for
+from mcp_support import serve_in_thread, text_of
+from security_support import new_consumer, settings_for
 
 import crm_mcp.http as crm_http
 from crm_mcp.config import ConfigError

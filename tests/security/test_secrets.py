@@ -206,7 +206,7 @@ def test_per_request_tenant_keys_over_http_do_not_leak(
     import httpx2
     from mcp.client import Client
     from mcp.client.streamable_http import streamable_http_client
-    from security_support import serve_in_thread
+    from mcp_support import serve_in_thread
 
     from crm_mcp.http import build_http_app
     from crm_mcp.server import build_server
