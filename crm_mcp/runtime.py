@@ -56,6 +56,12 @@ def validation_message(tool: str, exc: ValidationError) -> str:
     return f"Invalid arguments for {tool}: " + "; ".join(parts) + tail + ". Fix them and call again."
 
 
+def _render_fields(args: Any) -> list[str] | str | None:
+    """The `fields` argument as render takes it: ["*"] (every field) becomes "*"."""
+    fields: list[str] | None = getattr(args, "fields", None)
+    return "*" if fields and "*" in fields else fields
+
+
 class CrmRuntime:
     """Holds the API client (and the embedded sandbox) for one server; runs operation tools."""
 
@@ -193,9 +199,7 @@ class CrmRuntime:
     ) -> tuple[ToolResult, int | str, str | None]:
         from crm_mcp import large_reads
 
-        fields = getattr(args, "fields", None)
-        if fields and "*" in fields:
-            fields = "*"
+        fields = _render_fields(args)
         read = await large_reads.read_records(
             client, op, query, max_records=args.max_records, overrides=overrides, fields=fields, progress=progress
         )
@@ -206,9 +210,7 @@ class CrmRuntime:
         from crm_mcp import render
 
         data = body.get("data")
-        fields = getattr(args, "fields", None)
-        if fields and "*" in fields:
-            fields = "*"
+        fields = _render_fields(args)
         if op.action == "list":
             cursors = (body.get("meta") or {}).get("cursors") or {}
             rendered = render.render_list(op.resource, data or [], next_cursor=cursors.get("next"), fields=fields)
