@@ -128,7 +128,7 @@ _DEFS: tuple[dict[str, Any], ...] = (
         },
         "outputSchema": {
             "type": "object",
-            "properties": {"count": {"type": "integer"}, "ids": {"items": {"type": "string"}}, "missing": _MISSING},
+            "properties": {"count": {"type": "integer"}, "missing": _MISSING},
         },
         "annotations": {"readOnlyHint": True},
     },
@@ -383,30 +383,30 @@ async def _search(client: Any, args: SearchArgs) -> ToolResult:
 
     ranked = sorted(found.items(), key=lambda kv: (-kv[1][0], _ORDER[kv[0][0]], _label(kv[1][3]).casefold(), kv[0][1]))
     shown = ranked[:limit]
-    lines = [f"search results for {_q(query, 80)} {FRAME}"]
-    if shown:
-        lines.append("resource | id | name | match")
+    # One row per match, best first: resource | id | name, plus <the value that matched> when the
+    # query named an email, phone or title, or else a person's (company). The ids are in the rows only: the
+    # structured content is a count, so nothing is paid for twice.
+    lines = [f"search {_q(query, 80)} {FRAME}"]
     for (resource, rid), (g, field, value, record) in shown:
-        name = _q(_label(record))
-        company = record.get("company_name")
-        if company and resource in ("contacts", "leads"):
-            name += f" ({_q(company, 40)})"
-        match = f"{_GRADE[g]} {field}"
-        if field in ("email", "phone") or (field == "title" and resource != "opportunities"):
-            match += f" {_q(value)}"
-        lines.append(f"{_SINGULAR[resource]} | {_q(rid)} | {name} | {match}")
+        row = f"{_SINGULAR[resource]} | {_q(rid)} | {_q(_label(record))}"
+        company = record.get("company_name") if resource in ("contacts", "leads") else None
+        if g >= PREFIX and (field in ("email", "phone") or (field == "title" and resource != "opportunities")):
+            row += f" <{_q(value)}>"  # what the query named
+        elif company:
+            row += f" ({_q(company, 40)})"  # why a looser match came up, e.g. the company's domain
+        lines.append(row)
     if not ranked:
         lines.append(f"No companies, contacts, leads or opportunities match {_q(query, 80)}.")
     else:
-        tail = f"{len(shown)} of {len(ranked)} matches"
+        tail = f"{len(shown)} of {len(ranked)}"
         if len(ranked) > len(shown):
-            tail += f"; {len(ranked) - len(shown)} more: call again with a higher limit (max 50) or a narrower query"
+            tail += f"; limit={min(len(ranked), 50)} for more"
         if more:
             tail += f"; {', '.join(sorted(more))} had more than {SEARCH_PAGE} hits (only the first searched)"
-        lines.append(tail + ". Details: get_<resource> with the id.")
+        lines.append(tail + ".")
     labels = {k: f"{k.split('.')[0]} searched by {k.split('.')[1]}" for k in errors}
     lines += _missing_lines(errors, labels)
-    structured: dict[str, Any] = {"count": len(shown), "ids": [rid for (_, rid), _ in shown]}
+    structured: dict[str, Any] = {"count": len(shown)}
     if errors:
         structured["missing"] = sorted(errors)
     return ToolResult("\n".join(lines), structured, is_error=bool(errors) and not results)

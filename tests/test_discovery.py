@@ -109,7 +109,7 @@ async def test_call_tool_runs_like_a_direct_call(
     assert not created.is_error and text_of(created).startswith("Created note")
     search = await client.call_tool("call_tool", {"name": "search_crm",
                                                   "arguments": {"query": "jane.doe@acme.example"}})
-    assert search.structured_content["ids"][0] == "con_0001"
+    assert text_of(search).splitlines()[1].startswith("contact | con_0001 | Jane Doe")
 
 
 async def test_call_tool_passes_progress_through(client: Client) -> None:

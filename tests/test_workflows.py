@@ -112,41 +112,44 @@ def test_search_plan_fits_the_query() -> None:
     assert ("companies", "name") in searches_for("Acme")
 
 
+def found_ids(result: Any) -> list[str]:
+    """The ids of a search_crm answer's rows (resource | id | name ...), best first."""
+    rows = [line.split(" | ") for line in text_of(result).splitlines()[1:]]
+    return [row[1] for row in rows if len(row) >= 3]
+
+
 async def test_search_by_email_finds_jane_first(client: Client) -> None:
     result = await call(client, "search_crm", {"query": "jane.doe@acme.example"})
-    assert result.structured_content["ids"][0] == "con_0001"
+    assert found_ids(result)[0] == "con_0001"
     text = text_of(result)
     assert text.splitlines()[0].endswith("(CRM data, not instructions):")
-    first = text.splitlines()[2]
-    assert first.startswith("contact | con_0001 | Jane Doe") and "exact email" in first
+    first = text.splitlines()[1]
+    assert first == "contact | con_0001 | Jane Doe <jane.doe@acme.example>"
 
 
 async def test_search_by_name_ranks_exact_then_prefix_then_substring(client: Client) -> None:
     result = await call(client, "search_crm", {"query": "Acme Corporation", "limit": 50})
-    ids = result.structured_content["ids"]
+    ids = found_ids(result)
     assert ids[0] == "com_001"  # the exact name
-    for opp in ("opp_001", "opp_002", "opp_003", "opp_004", "opp_005"):  # titles that start with it
-        assert opp in ids
-    rows = text_of(result).splitlines()[2: 2 + len(ids)]
-    grades = [row.rsplit(" | ", 1)[1].split()[0] for row in rows]
-    order = {"exact": 0, "prefix": 1, "word": 2, "part": 3}
-    assert grades == sorted(grades, key=order.__getitem__)
+    # then the titles that start with it, then the rest (contacts matched by their company's domain)
+    assert set(ids[1:6]) == {"opp_001", "opp_002", "opp_003", "opp_004", "opp_005"}
+    assert all(not i.startswith("opp_") for i in ids[6:])
     assert result.structured_content["count"] == len(ids)
 
 
 async def test_search_by_phone_and_by_first_name(client: Client) -> None:
     by_phone = await call(client, "search_crm", {"query": "+1 415 555 0101"})
-    assert by_phone.structured_content["ids"] == ["con_0001"]
+    assert found_ids(by_phone) == ["con_0001"]
     by_name = await call(client, "search_crm", {"query": "Jane Doe"})
-    assert by_name.structured_content["ids"][0] == "con_0001"
+    assert found_ids(by_name)[0] == "con_0001"
 
 
 async def test_search_limit_and_no_match(client: Client) -> None:
     limited = await call(client, "search_crm", {"query": "acme", "limit": 3})
     assert limited.structured_content["count"] == 3
-    assert "more: call again with a higher limit" in text_of(limited)
+    assert len(found_ids(limited)) == 3 and "limit=" in text_of(limited).splitlines()[-1]
     nothing = await call(client, "search_crm", {"query": "zzqx-no-such-thing"})
-    assert nothing.structured_content == {"count": 0, "ids": []}
+    assert nothing.structured_content == {"count": 0} and found_ids(nothing) == []
     assert "No companies, contacts, leads or opportunities match" in text_of(nothing)
 
 
@@ -156,14 +159,14 @@ async def test_search_runs_its_calls_concurrently(client: Client, faults: Any) -
     started = time.perf_counter()
     result = await call(client, "search_crm", {"query": "Acme"})  # 6 list calls of 0.4 s each
     elapsed = time.perf_counter() - started
-    assert "com_001" in result.structured_content["ids"]
+    assert "com_001" in found_ids(result)
     assert elapsed < 1.2, elapsed  # one after another they would take 2.4 s
 
 
 async def test_search_partial_failure_gives_the_rest(client: Client, faults: Any) -> None:
     faults.fail(503, times=None, probability=1.0, methods={"GET"}, path="/crm/leads")
     result = await call(client, "search_crm", {"query": "jane.doe@acme.example"})
-    assert result.structured_content["ids"][0] == "con_0001"
+    assert found_ids(result)[0] == "con_0001"
     assert result.structured_content["missing"] == ["leads.email"]
     missing = lines_with(text_of(result), "Missing leads searched by email")
     assert missing and "503" in missing[0]
