@@ -1,0 +1,61 @@
+"""The arguments of the workflow tools: strict pydantic models that validate every call."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from crm_mcp.tool_args import RecordId
+
+
+def _check_when(value: str) -> str:
+    try:
+        parse_when(value)
+    except ValueError:
+        raise ValueError("must be an ISO 8601 date or date-time, e.g. 2026-11-27T15:00:00Z") from None
+    return value
+
+
+def parse_when(value: str) -> datetime:
+    moment = datetime.fromisoformat(value.strip().replace("z", "Z"))
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class SearchArgs(_Args):
+    query: str = Field(min_length=1, max_length=200, description="Name, email, phone or title, or part")
+    limit: int | None = Field(None, ge=1, le=50)
+
+
+class OverviewArgs(_Args):
+    company: str = Field(min_length=1, max_length=256, description="Company id or name")
+
+
+class LogInteractionArgs(_Args):
+    type: Literal["call", "meeting", "email"]
+    title: str | None = Field(None, min_length=1, max_length=255)
+    description: str | None = Field(None, max_length=20000)
+    contact_id: RecordId | None = None
+    company_id: RecordId | None = None
+    opportunity_id: RecordId | None = None
+    when: Annotated[str, AfterValidator(_check_when)] | None = Field(None, description="ISO 8601; default now")
+    duration_minutes: int | None = Field(None, ge=0, le=1440)
+    note: str | None = Field(None, min_length=1, max_length=20000, description="Also add this note")
+
+    @model_validator(mode="after")
+    def _linked(self) -> LogInteractionArgs:
+        if not (self.contact_id or self.company_id or self.opportunity_id):
+            raise ValueError("give contact_id, company_id or opportunity_id: what the interaction was with")
+        return self
+
+
+ARGS: dict[str, type[_Args]] = {
+    "search_crm": SearchArgs,
+    "get_account_overview": OverviewArgs,
+    "log_interaction": LogInteractionArgs,
+}

@@ -1,0 +1,94 @@
+"""`log_interaction`: a call, meeting or email logged as an activity linked to the right contact,
+company and opportunity, plus an optional note; a half-done write is reported exactly as such."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from crm_mcp.errors import CrmError
+from crm_mcp.runtime import ToolResult
+from crm_mcp.workflows.args import LogInteractionArgs, parse_when
+from crm_mcp.workflows.common import api, gather, label, q
+
+
+def _uncertain(exc: CrmError) -> bool:
+    """Whether a failed write may have been applied all the same (no answer, or an unreadable one)."""
+    from crm_mcp.errors import InvalidResponseError, UncertainWriteError
+
+    return isinstance(exc, (UncertainWriteError, InvalidResponseError))
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+async def log_interaction(client: Any, args: LogInteractionArgs) -> ToolResult:
+    lookups: dict[str, Callable[[], Awaitable[Any]]] = {}
+    if args.contact_id:
+        lookups["contact"] = lambda: api(client, "get_contact", path={"id": args.contact_id or ""})
+    if args.opportunity_id and not args.company_id:
+        lookups["opportunity"] = lambda: api(client, "get_opportunity", path={"id": args.opportunity_id or ""})
+    found, errors, _ = await gather(lookups)
+    if errors:
+        why = " ".join(errors.values())
+        return ToolResult(f"Nothing was logged: looking up the linked records failed. {why}", None, is_error=True)
+    contact = (found.get("contact") or {}).get("data") or {}
+    opportunity = (found.get("opportunity") or {}).get("data") or {}
+    company_id = args.company_id or contact.get("company_id") or opportunity.get("company_id")
+
+    now = datetime.now(UTC)
+    moment = parse_when(args.when) if args.when else now
+    title = args.title or (
+        f"{args.type.capitalize()} with {label(contact)}" if label(contact) else args.type.capitalize()
+    )
+    body: dict[str, Any] = {"type": args.type, "title": title, "activity_datetime": _stamp(moment),
+                            "done": moment <= now}
+    for key, value in (("description", args.description), ("contact_id", args.contact_id),
+                       ("company_id", company_id), ("opportunity_id", args.opportunity_id)):
+        if value:
+            body[key] = value
+    if args.duration_minutes is not None:
+        body["duration_seconds"] = args.duration_minutes * 60
+
+    try:
+        created = await api(client, "create_activity", body=body)
+    except CrmError as exc:
+        what = " The note was not added." if args.note else ""
+        if _uncertain(exc):
+            return ToolResult(f"The {args.type} may or may not have been logged: {exc.agent_message()}{what}",
+                              None, is_error=True)
+        return ToolResult(f"The {args.type} was not logged: {exc.agent_message()}{what} Nothing was written.",
+                          None, is_error=True)
+    activity_id = str((created.get("data") or {}).get("id") or "")
+    links = ", ".join(f"{k.removesuffix('_id')} {q(body[k])}" for k in ("contact_id", "company_id", "opportunity_id")
+                      if body.get(k))
+    done = f"Logged {args.type} activity {q(activity_id) if activity_id else '(the API returned no id)'}"
+    done += f" ({links})." if links else "."
+    structured: dict[str, Any] = {"activity_id": activity_id} if activity_id else {}
+    if not args.note:
+        return ToolResult(done, structured)
+
+    note_body: dict[str, Any] = {"title": title, "content": args.note}
+    for key in ("contact_id", "company_id", "opportunity_id"):
+        if body.get(key):
+            note_body[key] = body[key]
+    if activity_id:
+        note_body["activity_id"] = activity_id
+    try:
+        note = await api(client, "create_note", body=note_body)
+    except CrmError as exc:
+        structured["missing"] = ["note"]
+        link = f" (activity_id={activity_id})" if activity_id else ""
+        if _uncertain(exc):
+            what = (f"The note may or may not have been added: {exc.agent_message()} Do not log the {args.type} "
+                    f"again; look for the note with list_notes and add it with create_note{link} only if missing.")
+        else:
+            what = (f"The note was NOT added: {exc.agent_message()} Do not log the {args.type} again; "
+                    f"add the note with create_note{link}.")
+        return ToolResult(f"Half done: {done} {what}", structured, is_error=True)
+    note_id = str((note.get("data") or {}).get("id") or "")
+    if note_id:
+        structured["note_id"] = note_id
+    return ToolResult(f"{done} Added note {q(note_id) if note_id else '(the API returned no id)'}.", structured)

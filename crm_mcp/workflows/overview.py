@@ -1,0 +1,213 @@
+"""`get_account_overview`: a company (by id or name) with its contacts, open opportunities (stage
+name from the pipelines, amount), latest activities and notes, fetched concurrently."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from crm_mcp.runtime import ToolResult
+from crm_mcp.workflows.args import OverviewArgs
+from crm_mcp.workflows.common import (
+    FRAME,
+    api,
+    email_of,
+    gather,
+    has_next,
+    label,
+    looks_like_id,
+    missing_lines,
+    phone_of,
+    q,
+)
+
+OVERVIEW_ROWS = 10  # contacts / open opportunities shown in an overview
+RECENT = 5  # activities / notes shown in an overview
+ACTIVITY_SCAN = 25  # the most recently updated activities, of which the RECENT latest by date are shown
+NOTE_PAGE = 200  # notes have no filter: page through them...
+NOTE_PAGES = 3  # ...at most this many pages (600 notes), and say so when that bound cut the scan
+
+
+
+async def _resolve_by_name(client: Any, name: str) -> tuple[dict[str, Any] | None, str | None]:
+    """(company, None) or (None, why not): not found, or several candidates to choose from."""
+    body = await api(client, "list_companies", query={"filter": {"name": name}, "limit": 20})
+    rows = [r for r in body.get("data") or [] if isinstance(r, dict) and r.get("id") is not None]
+    exact = [r for r in rows if str(r.get("name") or "").casefold().strip() == name.casefold().strip()]
+    if len(exact) == 1:
+        return exact[0], None
+    if not exact and len(rows) == 1:
+        return rows[0], None
+    if not rows:
+        return None, (
+            f"No company has the id or a name containing {q(name, 80)}. "
+            "Find it with search_crm or list_companies."
+        )
+    choices = exact or rows
+    listed = "\n".join(f"{q(r['id'])} | {q(r.get('name'))}" for r in choices[:10])
+    extra = f"\n+ {len(choices) - 10} more" if len(choices) > 10 else ""
+    return None, (
+        f"{len(choices)} companies match {q(name, 80)} {FRAME}\nid | name\n{listed}{extra}\n"
+        "Call get_account_overview again with one id."
+    )
+
+
+async def _all_notes(client: Any, company_id: str) -> tuple[list[dict[str, Any]], bool]:
+    """The company's notes, from at most NOTE_PAGES pages (the contract has no notes filter);
+    True when that bound stopped the scan before the last page."""
+    kept: list[dict[str, Any]] = []
+    cursor = None
+    for _ in range(NOTE_PAGES):
+        query: dict[str, Any] = {"limit": NOTE_PAGE}
+        if cursor:
+            query["cursor"] = cursor
+        body = await api(client, "list_notes", query=query)
+        kept += [n for n in body.get("data") or [] if isinstance(n, dict) and n.get("company_id") == company_id]
+        cursor = ((body.get("meta") or {}).get("cursors") or {}).get("next")
+        if not cursor:
+            return kept, False
+    return kept, True
+
+
+def _fanout(client: Any, company_id: str, *, with_company: bool) -> dict[str, Callable[[], Awaitable[Any]]]:
+    calls: dict[str, Callable[[], Awaitable[Any]]] = {
+        "contacts": lambda: api(client, "list_contacts", query={"filter": {"company_id": company_id}, "limit": 50}),
+        "opportunities": lambda: api(
+            client, "list_opportunities", query={"filter": {"company_id": company_id, "status": "open"}, "limit": 50}
+        ),
+        "pipelines": lambda: api(client, "list_pipelines", query={"limit": 50}),
+        "activities": lambda: api(
+            client, "list_activities",
+            query={"filter": {"company_id": company_id}, "sort": {"by": "updated_at", "direction": "desc"},
+                   "limit": ACTIVITY_SCAN},
+        ),
+        "notes": lambda: _all_notes(client, company_id),
+    }
+    if with_company:
+        calls["company"] = lambda: api(client, "get_company", path={"id": company_id})
+    return calls
+
+
+def _day(value: Any) -> str:
+    return str(value)[:10] if isinstance(value, str) and value else "-"
+
+
+def _amount(record: Mapping[str, Any]) -> str:
+    amount = record.get("monetary_amount")
+    if amount is None:
+        return "-"
+    number = f"{amount:,.0f}" if isinstance(amount, (int, float)) and float(amount).is_integer() else f"{amount:,}"
+    return f"{number} {q(record.get('currency'), 8)}" if record.get("currency") else number
+
+
+
+
+async def overview(client: Any, args: OverviewArgs) -> ToolResult:
+    wanted = args.company.strip() or args.company
+    company: dict[str, Any] | None = None
+    results: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    if looks_like_id(wanted):
+        results, errors, not_found = await gather(_fanout(client, wanted, with_company=True))
+        if "company" in results:
+            company = results.pop("company").get("data") or {}
+        elif "company" not in not_found:
+            # the company call failed for another reason than "no such id": give what the rest found
+            company = {"id": wanted}
+        else:
+            results, errors = {}, {}
+    if company is None:
+        company, why = await _resolve_by_name(client, wanted)
+        if company is None:
+            return ToolResult(why or "", None, is_error=True)
+        results, errors, _ = await gather(_fanout(client, str(company["id"]), with_company=False))
+    return _render_overview(company, results, errors)
+
+
+def _render_overview(company: dict[str, Any], results: dict[str, Any], errors: dict[str, str]) -> ToolResult:
+    from crm_mcp.render import render_record
+
+    cid = str(company.get("id"))
+    lines = [f"account overview {FRAME}"]
+    if "company" in errors:
+        lines.append(f"company id: {q(cid)}")
+    else:
+        card = render_record("companies", company).text.splitlines()[1:]
+        lines += card
+
+    hint = f"filter company_id={cid}"
+    contacts = (results.get("contacts") or {}).get("data") or []
+    if "contacts" in results:
+        lines.append(f"contacts: {len(contacts)}" + (" or more" if has_next(results["contacts"]) else ""))
+        if contacts:
+            lines.append("id | name | title | email | phone")
+        for c in contacts[:OVERVIEW_ROWS]:
+            lines.append(" | ".join(q(v) for v in (c.get("id"), label(c), c.get("title"), email_of(c), phone_of(c))))
+        if len(contacts) > OVERVIEW_ROWS:
+            lines.append(f"+ {len(contacts) - OVERVIEW_ROWS} more: list_contacts {hint}")
+
+    stages: dict[str, str] = {}
+    for pipeline in (results.get("pipelines") or {}).get("data") or []:
+        for stage in pipeline.get("stages") or []:
+            if isinstance(stage, Mapping) and stage.get("id"):
+                stages[str(stage["id"])] = f"{pipeline.get('name') or pipeline.get('id')}: {stage.get('name')}"
+    opps = (results.get("opportunities") or {}).get("data") or []
+    if "opportunities" in results:
+        total = sum(o.get("monetary_amount") or 0 for o in opps if isinstance(o.get("monetary_amount"), (int, float)))
+        currencies = {o.get("currency") for o in opps if o.get("monetary_amount") is not None}
+        summed = f", total {total:,.0f} {q(currencies.pop(), 8)}" if len(currencies) == 1 and opps else ""
+        lines.append(f"open opportunities: {len(opps)}{summed}")
+        if opps:
+            lines.append("id | title | stage | amount | close date")
+        for o in opps[:OVERVIEW_ROWS]:
+            stage_id = o.get("pipeline_stage_id")
+            stage = stages.get(str(stage_id)) if stage_id else None
+            if stage is None:
+                stage = str(stage_id or o.get("status") or "-")
+                if stage_id and "pipelines" in errors:
+                    stage += " (name unavailable)"
+            cells = [q(o.get("id")), q(o.get("title")), q(stage), _amount(o), _day(o.get("close_date"))]
+            lines.append(" | ".join(cells))
+        if len(opps) > OVERVIEW_ROWS:
+            lines.append(f"+ {len(opps) - OVERVIEW_ROWS} more: list_opportunities {hint}, status=open")
+
+    acts = (results.get("activities") or {}).get("data") or []
+    if "activities" in results:
+        acts = sorted(acts, key=activity_time, reverse=True)
+        more = len(acts) > RECENT or has_next(results["activities"])
+        more_hint = f" (more: list_activities {hint})" if more else ""
+        lines.append(f"latest activities: {min(len(acts), RECENT)}{more_hint}")
+        if acts:
+            lines.append("id | date | type | title | contact")
+        for a in acts[:RECENT]:
+            when = activity_time(a)
+            lines.append(" | ".join([q(a.get("id")), _day(when), q(a.get("type")), q(a.get("title")),
+                                     q(a.get("contact_id"))]))
+
+    if "notes" in results:
+        notes, cut = results["notes"]
+        notes = sorted(notes, key=lambda n: str(n.get("updated_at") or n.get("created_at") or ""), reverse=True)
+        head = f"latest notes: {min(len(notes), RECENT)} of {len(notes)}"
+        if cut:
+            head += f" (only the first {NOTE_PAGE * NOTE_PAGES} notes of the CRM were scanned)"
+        lines.append(head)
+        if notes:
+            lines.append("id | date | title | content")
+        for n in notes[:RECENT]:
+            lines.append(" | ".join([q(n.get("id")), _day(n.get("updated_at") or n.get("created_at")),
+                                     q(n.get("title"), 40), q(n.get("content"), 100)]))
+
+    labels = {"company": "company record", "contacts": "contacts", "opportunities": "open opportunities",
+              "pipelines": "stage names (pipelines)", "activities": "activities", "notes": "notes"}
+    lines += missing_lines(errors, labels)
+    structured: dict[str, Any] = {"id": cid}
+    if errors:
+        structured["missing"] = sorted(errors)
+    return ToolResult("\n".join(lines), structured, is_error=len(errors) > 0 and not results)
+
+
+def activity_time(activity: Mapping[str, Any]) -> str:
+    for key in ("activity_datetime", "start_datetime", "activity_date", "updated_at", "created_at"):
+        if isinstance(activity.get(key), str) and activity[key]:
+            return str(activity[key])
+    return ""
