@@ -240,7 +240,7 @@ class Tally:
 async def mcp_client(url: str, mode: str, timeout: float) -> Any:
     async with (
         httpx2.AsyncClient(timeout=timeout, trust_env=False) as http,
-        Client(streamable_http_client(url, http_client=http), mode=mode) as client,  # type: ignore[arg-type]
+        Client(streamable_http_client(url, http_client=http), mode=mode) as client,
     ):
         yield client
 

@@ -156,9 +156,9 @@ async def bench_calls(sandbox: SandboxServer, calls: int, warmup: int, mode: str
     with tempfile.TemporaryFile("w+", encoding="utf-8") as server_log:
         async with (
             direct,
-            Client(stdio_client(params, errlog=server_log), mode=mode) as client,  # type: ignore[arg-type]
+            Client(stdio_client(params, errlog=server_log), mode=mode) as client,
             # the same server in this process over the SDK's memory streams: MCP without stdio
-            Client(build_server(settings), mode=mode) as inproc,  # type: ignore[arg-type]
+            Client(build_server(settings), mode=mode) as inproc,
         ):
             try:
                 tools = {t.name for t in (await client.list_tools()).tools}

@@ -140,7 +140,7 @@ class ModelWriter:
 
     def inline_type(self, schema: dict[str, Any], class_name: str, family: str) -> tuple[str, set[str]]:
         if "anyOf" in schema or "oneOf" in schema:
-            options = schema.get("anyOf") or schema.get("oneOf")
+            options = schema.get("anyOf") or schema.get("oneOf") or []
             kinds = {o.get("type") for o in options}
             if kinds == {"string", "object"}:
                 return "str | dict[str, Any]", set()
