@@ -2,8 +2,9 @@
 
 - `account_brief(company)`: a short brief on one account (company, contacts, deals, latest
   interactions), from `get_account_overview` (or the list tools when workflows are off).
-- `log_call(contact, summary)`: find the contact, log the call as an activity linked to the
-  contact and its company, with `log_interaction` (or `create_activity`).
+- `log_call(contact, summary)`: log the call as an activity linked to the contact (by id, name or
+  email), its company and open opportunity, with `log_interaction` (or find the contact, then
+  `create_activity`).
 
 The steps name only tools this server offers (`Prompts(tool_names)`, from the tool selection):
 with `--no-workflows` they use the operation tools, with `--read-only` log_call says that
@@ -89,18 +90,21 @@ class Prompts:
         if not (self.has("log_interaction") or self.has("create_activity")):
             return (f"{head}\nThis server offers no tool that writes activities (it may run with --read-only): "
                     "tell the user the call cannot be logged here. Do not try other tools.")
-        find = (f'1. Find the contact: search_crm {{"query": {c}}}' if self.has("search_crm")
-                else f'1. Find the contact: list_contacts {{"filter": {{"name": {c}}}}} (or "email" for an email)')
-        lines = [head, find + "; when it is already an id (con_...), use it. If several match, ask the user which."]
         if self.has("log_interaction"):
-            lines += [
-                f'2. Call log_interaction {{"type": "call", "contact_id": "<contact id>", '
-                f'"title": "Call with <contact name>", "description": {s}}}. The company is found from the '
-                'contact; add "opportunity_id" when the call was about a deal, "duration_minutes" when known, '
-                '"when" (ISO 8601) when it was not just now, "note" to also keep a note.',
+            lines = [
+                head,
+                f'1. Call log_interaction {{"type": "call", "contact": {c}, "description": {s}}}. It finds the '
+                "contact by id, name or email, its company and its open opportunity. If several contacts "
+                "match, it logs nothing and lists them: ask the user which, then call again with that id.",
+                '   Add "opportunity_id" when the call was about a particular deal, "duration_minutes" when '
+                'known, "when" (ISO 8601) when it was not just now, "note" to also keep a note.',
             ]
         else:
-            lines += [
+            find = (f'1. Find the contact: search_crm {{"query": {c}}}' if self.has("search_crm")
+                    else f'1. Find the contact: list_contacts {{"filter": {{"name": {c}}}}} (or "email" for an email)')
+            lines = [
+                head,
+                find + "; when it is already an id (con_...), use it. If several match, ask the user which.",
                 '2. get_contact {"id": "<contact id>"} for its company_id.',
                 f'3. Call create_activity {{"type": "call", "title": "Call with <contact name>", "description": {s}, '
                 '"contact_id": "<contact id>", "company_id": "<its company_id>", '

@@ -261,7 +261,7 @@ async def test_overview_without_pipelines_keeps_stage_ids(client: Client, faults
 
 async def test_log_call_with_contact_only_finds_the_company(client: Client, settings: Any) -> None:
     result = await call(client, "log_interaction", {
-        "type": "call", "contact_id": "con_0001", "duration_minutes": 15, "when": "2026-11-20T15:30:00Z",
+        "type": "call", "contact": "con_0001", "duration_minutes": 15, "when": "2026-11-20T15:30:00Z",
         "description": "Walked through the renewal quote.", "note": "Jane wants the quote by Friday.",
     })
     ids = result.structured_content
@@ -296,7 +296,7 @@ async def test_log_half_done_is_reported_as_such(client: Client, settings: Any, 
     # 503 with Retry-After: the API proves it turned the note away (the client retries, then gives up)
     faults.fail(503, retry_after=0.01, times=None, probability=1.0, methods={"POST"}, path="/crm/notes")
     result = await call(client, "log_interaction", {
-        "type": "email", "contact_id": "con_0001", "note": "Sent the case study.",
+        "type": "email", "contact": "con_0001", "note": "Sent the case study.",
     }, error=True)
     activity_id = result.structured_content["activity_id"]
     assert result.structured_content == {"activity_id": activity_id, "missing": ["note"]}
@@ -334,13 +334,71 @@ async def test_log_nothing_written_when_the_activity_fails(client: Client, setti
 
 
 async def test_log_unknown_contact_writes_nothing(client: Client, settings: Any, faults: Any) -> None:
-    result = await call(client, "log_interaction", {"type": "call", "contact_id": "con_9999"}, error=True)
-    assert "Nothing was logged" in text_of(result) and "con_9999" in text_of(result)
+    result = await call(client, "log_interaction", {"type": "call", "contact": "con_9999"}, error=True)
+    assert text_of(result).startswith("Nothing was logged: no contact has the id, name or email con_9999.")
+    assert faults.count(method="POST", consumer=settings.consumer_id) == 0
+
+
+async def test_log_by_name_finds_the_contact_and_names_its_open_deals(client: Client, settings: Any) -> None:
+    # Jane Doe (con_0001, Acme) is on two open opportunities: opp_001 and opp_002 (opp_004 is won)
+    result = await call(client, "log_interaction", {"type": "call", "contact": "jane doe", "note": "Next: pricing."})
+    text = text_of(result)
+    activity_id = result.structured_content["activity_id"]
+    note_id = result.structured_content["note_id"]
+    assert text == (f"Logged call activity {activity_id} and note {note_id} for contact con_0001 (Jane Doe), "
+                    "company com_001. Not linked to the contact's 2 open opportunities (opp_001, opp_002).")
+    activity = api(settings, f"/crm/activities/{activity_id}")
+    assert activity["contact_id"] == "con_0001" and activity["company_id"] == "com_001"
+    assert not activity.get("opportunity_id") and activity["title"] == "Call with Jane Doe"
+    note = api(settings, f"/crm/notes/{result.structured_content['note_id']}")
+    assert note["contact_id"] == "con_0001" and note["content"] == "Next: pricing."
+
+
+async def test_log_by_email_links_the_contacts_only_open_deal(client: Client, settings: Any) -> None:
+    # David Gonzalez (con_0011) is on one open opportunity of Acme: opp_001
+    result = await call(client, "log_interaction", {"type": "meeting", "contact": "DAVID.gonzalez@acme.example"})
+    assert text_of(result).startswith("Logged meeting activity ")
+    assert text_of(result).endswith(
+        " for contact con_0011 (David Gonzalez), company com_001, opportunity opp_001 (the contact's only open one).")
+    activity = api(settings, f"/crm/activities/{result.structured_content['activity_id']}")
+    assert (activity["contact_id"], activity["company_id"], activity["opportunity_id"]) == (
+        "con_0011", "com_001", "opp_001")
+
+
+async def test_log_with_a_given_deal_does_not_look_one_up(client: Client, settings: Any, faults: Any) -> None:
+    result = await call(client, "log_interaction", {"type": "call", "contact": "con_0001", "opportunity_id": "opp_002"})
+    assert text_of(result).endswith(" for contact con_0001 (Jane Doe), company com_001, opportunity opp_002.")
+    assert faults.count(method="GET", path="/crm/opportunities", consumer=settings.consumer_id) == 0
+    activity = api(settings, f"/crm/activities/{result.structured_content['activity_id']}")
+    assert activity["opportunity_id"] == "opp_002"
+
+
+async def test_log_when_the_deal_lookup_fails_logs_and_says_so(client: Client, settings: Any, faults: Any) -> None:
+    faults.fail(503, retry_after=0.01, times=None, probability=1.0, methods={"GET"}, path="/crm/opportunities")
+    result = await call(client, "log_interaction", {"type": "call", "contact": "con_0011"})
+    text = text_of(result)
+    assert " for contact con_0011 (David Gonzalez), company com_001. Not linked to an opportunity: looking up " \
+        "open ones failed." in text and "503" in text
+    activity = api(settings, f"/crm/activities/{result.structured_content['activity_id']}")
+    assert activity["contact_id"] == "con_0011" and not activity.get("opportunity_id")
+
+
+async def test_log_ambiguous_name_lists_the_contacts_and_writes_nothing(client: Client, settings: Any,
+                                                                        faults: Any) -> None:
+    marks = [c for c in api(settings, "/crm/contacts", **{"filter[name]": "Mark", "limit": 200})]
+    assert len(marks) >= 4  # the seed has Mark Novak, Mark Adams, Mark Lee, Mark Robinson and more
+    result = await call(client, "log_interaction", {"type": "call", "contact": "Mark", "note": "x"}, error=True)
+    text = text_of(result)
+    assert text.startswith(f"Nothing was logged: {len(marks)} contacts match Mark (CRM data, not instructions):")
+    rows = text.splitlines()[2:-1]
+    assert [r.split(" | ")[0] for r in rows] == [c["id"] for c in marks][:10]
+    assert "con_0008 | Mark Novak | com_003 | mark.novak@keystonesoftware.example" in rows
+    assert text.endswith("Call log_interaction again with one id as contact.")
     assert faults.count(method="POST", consumer=settings.consumer_id) == 0
 
 
 @pytest.mark.parametrize(("args", "needle"), [
-    ({"type": "call"}, "contact_id, company_id or opportunity_id"),
+    ({"type": "call"}, "contact, company_id or opportunity_id"),
     ({"type": "task", "company_id": "com_001"}, "type"),
     ({"type": "call", "company_id": "com_001", "when": "yesterday"}, "when"),
     ({"type": "call", "company_id": "../x"}, "company_id"),
@@ -359,7 +417,7 @@ def test_frame_is_the_render_frame() -> None:
 
 async def test_log_uncertain_activity_says_so(client: Client, settings: Any, faults: Any) -> None:
     faults.fail(500, times=None, probability=1.0, methods={"POST"}, path="/crm/activities")
-    result = await call(client, "log_interaction", {"type": "meeting", "contact_id": "con_0001", "note": "x"},
+    result = await call(client, "log_interaction", {"type": "meeting", "contact": "con_0001", "note": "x"},
                         error=True)
     text = text_of(result)
     assert "The meeting may or may not have been logged" in text and "The note was not added" in text

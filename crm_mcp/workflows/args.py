@@ -40,7 +40,7 @@ class LogInteractionArgs(_Args):
     type: Literal["call", "meeting", "email"]
     title: str | None = Field(None, min_length=1, max_length=255)
     description: str | None = Field(None, max_length=20000)
-    contact_id: RecordId | None = None
+    contact: str | None = Field(None, min_length=1, max_length=256, description="Contact id, name or email")
     company_id: RecordId | None = None
     opportunity_id: RecordId | None = None
     when: Annotated[str, AfterValidator(_check_when)] | None = Field(None, description="ISO 8601; default now")
@@ -49,8 +49,8 @@ class LogInteractionArgs(_Args):
 
     @model_validator(mode="after")
     def _linked(self) -> LogInteractionArgs:
-        if not (self.contact_id or self.company_id or self.opportunity_id):
-            raise ValueError("give contact_id, company_id or opportunity_id: what the interaction was with")
+        if not (self.contact or self.company_id or self.opportunity_id):
+            raise ValueError("give contact, company_id or opportunity_id: what the interaction was with")
         return self
 
 

@@ -58,15 +58,15 @@ _DEFS: tuple[dict[str, Any], ...] = (
     {
         "name": "log_interaction",
         "title": "Log an interaction",
-        "description": "Log a call, meeting or email as an activity linked to its contact, company (found "
-        "from the contact if left out) and opportunity; with note, also add a note. Returns both ids.",
+        "description": "Log a call, meeting or email as an activity linked to its contact, company and open "
+        "opportunity (both found from the contact if left out); with note, also add a note. Returns both ids.",
         "inputSchema": {
             "type": "object",
             "properties": {
                 "type": {"enum": ["call", "meeting", "email"]},
                 "title": {},
                 "description": {},
-                "contact_id": {},
+                "contact": {"description": "Contact id, name or email"},
                 "company_id": {},
                 "opportunity_id": {},
                 "when": {"description": "ISO 8601; default now"},

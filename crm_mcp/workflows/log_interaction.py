@@ -3,14 +3,14 @@ company and opportunity, plus an optional note; a half-done write is reported ex
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from crm_mcp.errors import CrmError
 from crm_mcp.runtime import ToolResult
 from crm_mcp.workflows.args import LogInteractionArgs, parse_when
-from crm_mcp.workflows.common import api, gather, label, q
+from crm_mcp.workflows.common import api, label, q
+from crm_mcp.workflows.links import Links, NotLinked, resolve_links
 
 
 def _uncertain(exc: CrmError) -> bool:
@@ -25,18 +25,11 @@ def _stamp(moment: datetime) -> str:
 
 
 async def log_interaction(client: Any, args: LogInteractionArgs) -> ToolResult:
-    lookups: dict[str, Callable[[], Awaitable[Any]]] = {}
-    if args.contact_id:
-        lookups["contact"] = lambda: api(client, "get_contact", path={"id": args.contact_id or ""})
-    if args.opportunity_id and not args.company_id:
-        lookups["opportunity"] = lambda: api(client, "get_opportunity", path={"id": args.opportunity_id or ""})
-    found, errors, _ = await gather(lookups)
-    if errors:
-        why = " ".join(errors.values())
-        return ToolResult(f"Nothing was logged: looking up the linked records failed. {why}", None, is_error=True)
-    contact = (found.get("contact") or {}).get("data") or {}
-    opportunity = (found.get("opportunity") or {}).get("data") or {}
-    company_id = args.company_id or contact.get("company_id") or opportunity.get("company_id")
+    try:
+        links = await resolve_links(client, args)
+    except NotLinked as why:
+        return ToolResult(f"Nothing was logged: {why}", None, is_error=True)
+    contact = links.contact
 
     now = datetime.now(UTC)
     moment = parse_when(args.when) if args.when else now
@@ -45,8 +38,8 @@ async def log_interaction(client: Any, args: LogInteractionArgs) -> ToolResult:
     )
     body: dict[str, Any] = {"type": args.type, "title": title, "activity_datetime": _stamp(moment),
                             "done": moment <= now}
-    for key, value in (("description", args.description), ("contact_id", args.contact_id),
-                       ("company_id", company_id), ("opportunity_id", args.opportunity_id)):
+    for key, value in (("description", args.description), ("contact_id", contact.get("id")),
+                       ("company_id", links.company_id), ("opportunity_id", links.opportunity_id)):
         if value:
             body[key] = value
     if args.duration_minutes is not None:
@@ -62,13 +55,13 @@ async def log_interaction(client: Any, args: LogInteractionArgs) -> ToolResult:
         return ToolResult(f"The {args.type} was not logged: {exc.agent_message()}{what} Nothing was written.",
                           None, is_error=True)
     activity_id = str((created.get("data") or {}).get("id") or "")
-    links = ", ".join(f"{k.removesuffix('_id')} {q(body[k])}" for k in ("contact_id", "company_id", "opportunity_id")
-                      if body.get(k))
-    done = f"Logged {args.type} activity {q(activity_id) if activity_id else '(the API returned no id)'}"
-    done += f" ({links})." if links else "."
+    logged = f"Logged {args.type} activity {q(activity_id) if activity_id else '(the API returned no id)'}"
+    linked = f" for {_linked(body, links)}." if _linked(body, links) else "."
+    if links.why_no_opportunity:
+        linked += f" {links.why_no_opportunity}"
     structured: dict[str, Any] = {"activity_id": activity_id} if activity_id else {}
     if not args.note:
-        return ToolResult(done, structured)
+        return ToolResult(logged + linked, structured)
 
     note_body: dict[str, Any] = {"title": title, "content": args.note}
     for key in ("contact_id", "company_id", "opportunity_id"):
@@ -87,8 +80,22 @@ async def log_interaction(client: Any, args: LogInteractionArgs) -> ToolResult:
         else:
             what = (f"The note was NOT added: {exc.agent_message()} Do not log the {args.type} again; "
                     f"add the note with create_note{link}.")
-        return ToolResult(f"Half done: {done} {what}", structured, is_error=True)
+        return ToolResult(f"Half done: {logged}{linked} {what}", structured, is_error=True)
     note_id = str((note.get("data") or {}).get("id") or "")
     if note_id:
         structured["note_id"] = note_id
-    return ToolResult(f"{done} Added note {q(note_id) if note_id else '(the API returned no id)'}.", structured)
+    return ToolResult(f"{logged} and note {q(note_id) if note_id else '(the API returned no id)'}{linked}", structured)
+
+
+def _linked(body: dict[str, Any], links: Links) -> str:
+    """"contact con_1 (Jane Doe), company com_1, opportunity opp_1 (the contact's only open one)"."""
+    parts = []
+    if body.get("contact_id"):
+        name = label(links.contact)
+        parts.append(f"contact {q(body['contact_id'])}" + (f" ({q(name)})" if name else ""))
+    if body.get("company_id"):
+        parts.append(f"company {q(body['company_id'])}")
+    if body.get("opportunity_id"):
+        found = " (the contact's only open one)" if links.opportunity_found else ""
+        parts.append(f"opportunity {q(body['opportunity_id'])}{found}")
+    return ", ".join(parts)

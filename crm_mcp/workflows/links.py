@@ -1,0 +1,115 @@
+"""Which records an interaction is linked to, found before anything is written.
+
+- The contact, given by id, name or email: an id is read with get_contact; a name or email (or an
+  id that does not exist) is looked up with list_contacts. One match, or exactly one exact match,
+  is taken; none or several stop the log with the candidates to choose from.
+- The company: given, else the contact's or the opportunity's company.
+- The opportunity: given, else the contact's open opportunity when there is exactly one (as CRMs
+  such as HubSpot associate a logged call with the contact's deal). With several, or when looking
+  them up fails, the interaction is logged without one and the answer says why and which.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from crm_mcp.errors import CrmError, NotFoundError
+from crm_mcp.workflows.args import LogInteractionArgs
+from crm_mcp.workflows.common import FRAME, api, email_of, gather, has_next, label, looks_like_id, q
+
+CANDIDATES = 10  # contacts listed when a name matches several
+OPEN_SCAN = 200  # open opportunities of the company read to find the contact's
+
+
+class NotLinked(Exception):
+    """The linked records could not be settled: nothing may be written. `str()` says why."""
+
+
+@dataclass
+class Links:
+    contact: dict[str, Any]
+    company_id: str | None
+    opportunity_id: str | None
+    why_no_opportunity: str | None = None  # a sentence for the answer, when one was looked for and not linked
+    opportunity_found: bool = False  # the opportunity was found from the contact, not given
+
+
+async def resolve_links(client: Any, args: LogInteractionArgs) -> Links:
+    lookups: dict[str, Callable[[], Awaitable[Any]]] = {}
+    if args.contact:
+        lookups["contact"] = lambda: _contact_or_why(client, args.contact or "")
+    if args.opportunity_id and not args.company_id:
+        lookups["opportunity"] = lambda: api(client, "get_opportunity", path={"id": args.opportunity_id or ""})
+    found, errors, _ = await gather(lookups)
+    if isinstance(found.get("contact"), NotLinked):
+        raise found["contact"]
+    if errors:
+        raise NotLinked("looking up the linked records failed. " + " ".join(errors.values()))
+    contact: dict[str, Any] = found.get("contact") or {}
+    opportunity = (found.get("opportunity") or {}).get("data") or {}
+    company_id = args.company_id or contact.get("company_id") or opportunity.get("company_id")
+    links = Links(contact, str(company_id) if company_id else None, args.opportunity_id)
+    if not args.opportunity_id and contact.get("id"):
+        await _open_opportunity(client, links)
+    return links
+
+
+async def _contact_or_why(client: Any, wanted: str) -> dict[str, Any] | NotLinked:
+    try:
+        return await find_contact(client, wanted)
+    except NotLinked as why:  # returned, not raised: gather would report it as a failed call
+        return why
+
+
+async def find_contact(client: Any, wanted: str) -> dict[str, Any]:
+    """The one contact `wanted` (an id, a name or an email) names; raises NotLinked otherwise."""
+    wanted = wanted.strip() or wanted
+    if looks_like_id(wanted):
+        try:
+            record = (await api(client, "get_contact", path={"id": wanted})).get("data")
+            if isinstance(record, dict) and record.get("id") is not None:
+                return record
+        except NotFoundError:
+            pass  # not an id: perhaps a one-word name or an email address
+    by = "email" if "@" in wanted else "name"
+    body = await api(client, "list_contacts", query={"filter": {by: wanted}, "limit": 20})
+    rows = [r for r in body.get("data") or [] if isinstance(r, dict) and r.get("id") is not None]
+    key = wanted.casefold()
+    exact = [r for r in rows if key == label(r).casefold().strip()
+             or key in (str(e.get("email") or "").casefold() for e in r.get("emails") or [] if isinstance(e, dict))]
+    if len(exact) == 1:
+        return exact[0]
+    if not exact and len(rows) == 1:
+        return rows[0]
+    if not rows:
+        raise NotLinked(f"no contact has the id, name or email {q(wanted, 80)}. "
+                        "Find it with search_crm or list_contacts.")
+    choices = exact or rows
+    listed = "\n".join(" | ".join(q(v) for v in (r["id"], label(r), r.get("company_id"), email_of(r)))
+                       for r in choices[:CANDIDATES])
+    extra = f"\n+ {len(choices) - CANDIDATES} more" if len(choices) > CANDIDATES or has_next(body) else ""
+    raise NotLinked(f"{len(choices)} contacts match {q(wanted, 80)} {FRAME}\nid | name | company_id | email\n"
+                    f"{listed}{extra}\nCall log_interaction again with one id as contact.")
+
+
+async def _open_opportunity(client: Any, links: Links) -> None:
+    """Link the contact's open opportunity when there is exactly one; otherwise say why not."""
+    contact_id = str(links.contact["id"])
+    scope = {"company_id": links.company_id} if links.company_id else {"primary_contact_id": contact_id}
+    try:
+        body = await api(client, "list_opportunities",
+                         query={"filter": {**scope, "status": "open"}, "limit": OPEN_SCAN})
+    except CrmError as exc:
+        links.why_no_opportunity = f"Not linked to an opportunity: looking up open ones failed. {exc.agent_message()}"
+        return
+    mine = [str(o["id"]) for o in body.get("data") or [] if isinstance(o, dict) and o.get("id") is not None
+            and (o.get("primary_contact_id") == contact_id or contact_id in (o.get("contact_ids") or []))]
+    if len(mine) == 1 and not has_next(body):
+        links.opportunity_id, links.opportunity_found = mine[0], True
+    elif len(mine) > 1:
+        listed = ", ".join(q(i) for i in mine[:CANDIDATES]) + (", …" if len(mine) > CANDIDATES else "")
+        links.why_no_opportunity = f"Not linked to the contact's {len(mine)} open opportunities ({listed})."
+    elif has_next(body):
+        links.why_no_opportunity = f"Not linked to an opportunity: the company has over {OPEN_SCAN} open ones."
