@@ -9,7 +9,8 @@ In discover mode tools/list offers only:
   publish (`crm_mcp.schema_compact`), and its read-only hint;
 - `call_tool(name, arguments)`: run it. The call goes through the server's own tools/call handler
   (the same validation, runtime, workflow tools, progress, confirmation and selection as a direct
-  call), so discover mode changes what is listed, never what a call does.
+  call), so discover mode changes what is listed, never what a call does. Only the answer's
+  text is passed on: it carries everything the structured content would.
 
 Only the tools the selection offers (--read-only, --resources, --tools, --workflows) are found,
 described and run; a withheld tool answers with the same isError text as a direct call. The
@@ -262,7 +263,11 @@ class Discovery:
         if name not in self.offered:
             return self._missing(name)
         inner = params.model_copy(update={"name": name, "arguments": arguments or {}})
-        return await self._dispatch(ctx, inner)
+        result = await self._dispatch(ctx, inner)
+        # Text only: every value of a tool's structured content is also in its text (a test checks
+        # this), call_tool has no output schema for a program to rely on, and discover mode is for
+        # agents that count tokens, who would otherwise pay for the ids and cursor twice.
+        return result.model_copy(update={"structured_content": None})
 
     def _missing(self, name: str) -> types.CallToolResult:
         if name in self.withheld:
