@@ -16,7 +16,9 @@ Rows:
   what the agent writes, each call's name and arguments, to both sides): the same
   calls the workflow makes, each run as its own tool call (`search_crm` "Acme": one list call per
   resource and field searched; `get_account_overview` com_001: get_company and the five lists;
-  `log_interaction` a call with con_0001 and a note: get_contact, create_activity, create_note).
+  `log_interaction` a call with a note, the contact given by name ("Jane Doe") or by id: the
+  lookup of the contact (list_contacts by name, or get_contact), list_opportunities (the
+  company's open ones, to find the contact's), create_activity, create_note).
   Goal: the workflow answer costs at most a third.
 Only measures: writes nothing but the table (stdout).
 """
@@ -26,6 +28,7 @@ from __future__ import annotations
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +50,8 @@ from crm_mcp.workflows import ACTIVITY_SCAN, NOTE_PAGE, NOTE_PAGES, SEARCH_PAGE,
 SEARCH_QUERY = "Acme"
 COMPANY = "com_001"
 CONTACT = "con_0001"
+LOG_RUNS = 10
+CONTACT_NAME = "Jane Doe"  # con_0001, of com_001, on two of its four open opportunities
 NOTE = "Discussed the renewal; they want a proposal by Friday."
 
 
@@ -145,22 +150,34 @@ async def measure(sandbox: SandboxServer) -> list[tuple[str, int, str, str]]:
         parts = await side(overview_singles)
         workflow_row(rows, f"get_account_overview {COMPANY}", answer, parts, "get_company + 5 lists")
 
-        answer = await side(lambda: call(client, "log_interaction",
-                                         {"type": "call", "contact_id": CONTACT, "note": NOTE}))
-
-        async def log_singles() -> int:
-            contact = await call(client, "get_contact", {"id": CONTACT})
-            company = next((line.split(": ", 1)[1] for line in contact.content[0].text.splitlines()
-                            if line.startswith("company_id: ")), COMPANY)
-            activity = await call(client, "create_activity", {"type": "call", "title": "Call with Jane Doe",
-                                                              "contact_id": CONTACT, "company_id": company})
-            note = await call(client, "create_note", {"title": "Call with Jane Doe", "content": NOTE,
-                                                      "contact_id": CONTACT, "company_id": company})
-            return paid(contact) + paid(activity) + paid(note)
-
-        parts = await side(log_singles)
-        workflow_row(rows, "log_interaction call + note", answer, parts, "get_contact + create_activity + create_note")
+        for contact, lookup in ((CONTACT_NAME, ("list_contacts", {"filter": {"name": CONTACT_NAME}})),
+                                (CONTACT, ("get_contact", {"id": CONTACT}))):
+            # the new records' ids are random, and how many tokens a random id costs varies: the
+            # mean of LOG_RUNS logs on each side
+            answers, singles_ = [], []
+            for _ in range(LOG_RUNS):
+                answers.append(await side(partial(call, client, "log_interaction",
+                                                  {"type": "call", "contact": contact, "note": NOTE})))
+                singles_.append(await side(partial(log_singles, client, *lookup)))
+            workflow_row(rows, f"log_interaction call with {contact!r} + note", mean(answers), mean(singles_),
+                         f"{lookup[0]} + list_opportunities + create_activity + create_note; mean of {LOG_RUNS}")
     return rows
+
+
+async def log_singles(client: Client, lookup: str, args: dict[str, Any]) -> int:
+    """What an agent calls to log a call with a note without the workflow: find the contact (and
+    its company), find its open opportunity among the company's, create the activity and the note."""
+    contact = await call(client, lookup, args)
+    opportunities = await call(client, "list_opportunities", {"filter": {"company_id": COMPANY, "status": "open"}})
+    activity = await call(client, "create_activity", {"type": "call", "title": "Call with Jane Doe",
+                                                      "contact_id": CONTACT, "company_id": COMPANY})
+    note = await call(client, "create_note", {"title": "Call with Jane Doe", "content": NOTE,
+                                              "contact_id": CONTACT, "company_id": COMPANY})
+    return sum(paid(r) for r in (contact, opportunities, activity, note))
+
+
+def mean(sides: Sequence[tuple[int, int]]) -> tuple[int, int]:
+    return round(sum(s[0] for s in sides) / len(sides)), round(sum(s[1] for s in sides) / len(sides))
 
 
 async def side(run: Callable[[], Awaitable[Any]]) -> tuple[int, int]:
