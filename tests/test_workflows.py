@@ -394,6 +394,9 @@ async def test_log_ambiguous_name_lists_the_contacts_and_writes_nothing(client: 
     assert [r.split(" | ")[0] for r in rows] == [c["id"] for c in marks][:10]
     assert "con_0008 | Mark Novak | com_003 | mark.novak@keystonesoftware.example" in rows
     assert text.endswith("Call log_interaction again with one id as contact.")
+    every = await call(client, "log_interaction", {"type": "email", "contact": "@"}, error=True)  # every email
+    assert text_of(every).startswith("Nothing was logged: 20 or more contacts match @ (CRM data")
+    assert "\n+ 10 more, and others\n" in text_of(every)
     assert faults.count(method="POST", consumer=settings.consumer_id) == 0
 
 

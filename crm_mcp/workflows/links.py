@@ -89,8 +89,11 @@ async def find_contact(client: Any, wanted: str) -> dict[str, Any]:
     choices = exact or rows
     listed = "\n".join(" | ".join(q(v) for v in (r["id"], label(r), r.get("company_id"), email_of(r)))
                        for r in choices[:CANDIDATES])
-    extra = f"\n+ {len(choices) - CANDIDATES} more" if len(choices) > CANDIDATES or has_next(body) else ""
-    raise NotLinked(f"{len(choices)} contacts match {q(wanted, 80)} {FRAME}\nid | name | company_id | email\n"
+    beyond = has_next(body) and not exact  # the lookup read one page: there are others past it
+    extra = f"\n+ {len(choices) - CANDIDATES} more" if len(choices) > CANDIDATES else ""
+    extra += (", and others" if extra else "\n+ others") if beyond else ""
+    count = f"{len(choices)} or more" if beyond else str(len(choices))
+    raise NotLinked(f"{count} contacts match {q(wanted, 80)} {FRAME}\nid | name | company_id | email\n"
                     f"{listed}{extra}\nCall log_interaction again with one id as contact.")
 
 
