@@ -4,9 +4,9 @@
   id that does not exist) is looked up with list_contacts. One match, or exactly one exact match,
   is taken; none or several stop the log with the candidates to choose from.
 - The company: given, else the contact's or the opportunity's company.
-- The opportunity: given, else the contact's open opportunity when there is exactly one (as CRMs
-  such as HubSpot associate a logged call with the contact's deal). With several, or when looking
-  them up fails, the interaction is logged without one and the answer says why and which.
+- The opportunity: given, else the contact's open opportunity when there is exactly one (CRMs
+  commonly associate a call logged on a contact with its open deal). With several, or when
+  looking them up fails, the interaction is logged without one and the answer says why and which.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class Links:
 
 
 async def resolve_links(client: Any, args: LogInteractionArgs) -> Links:
+    """The records to link; raises NotLinked (nothing written yet) when they cannot be settled."""
     lookups: dict[str, Callable[[], Awaitable[Any]]] = {}
     if args.contact:
         lookups["contact"] = lambda: _contact_or_why(client, args.contact or "")
