@@ -23,7 +23,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from crm_mcp.config import ALLOWED_HOSTS_ENV, HTTP_TOKEN_ENV, ConfigError, Settings
-from crm_mcp.http_limits import AnswerWithin, ReadBodyWithin, send_error, uvicorn_limits
+from crm_mcp.http_limits import AnswerWithin, ReadBodyWithin, send_error, uvicorn_options
 from crm_mcp.tenants import SERVER_AUTHENTICATED
 
 log = logging.getLogger("crm_mcp.http")
@@ -34,7 +34,7 @@ TOKEN_ENV = HTTP_TOKEN_ENV
 HEALTH_PATH = "/health"
 _HEALTH_BODY = b'{"status":"ok"}'
 _ALL_ADDRESSES = ("0.0.0.0", "::", "[::]", "")
-_LOOPBACK_HOSTS = ("127.0.0.1:*", "localhost:*", "[::1]:*")
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "127.0.0.1:*", "localhost:*", "[::1]:*")
 _LOOPBACK_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
 
 
@@ -222,5 +222,5 @@ def run_http(server: Any, settings: Settings, *, host: str, port: int) -> int:
     if host in _ALL_ADDRESSES:
         log.info("clients may use any IP address of this machine as the host; to use a DNS name, "
                  "set %s=<name>:%d", ALLOWED_HOSTS_ENV, port)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, **uvicorn_limits(settings))
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, **uvicorn_options(settings))
     return 0

@@ -83,9 +83,10 @@ def head_deadline_protocol(seconds: float) -> type[H11Protocol]:
     return type("HeadDeadlineH11Protocol", (_HeadDeadlineProtocol,), {"head_timeout": seconds})
 
 
-def uvicorn_limits(settings: Settings) -> dict[str, Any]:
-    """uvicorn's own settings for the limits it enforces itself."""
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's own settings: the limits it enforces itself, and no `server` header."""
     return {
+        "server_header": False,  # says nothing about what runs here
         "http": head_deadline_protocol(settings.header_timeout),
         "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
         "limit_concurrency": settings.max_connections,
