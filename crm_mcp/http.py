@@ -32,6 +32,7 @@ MAX_BODY_BYTES = 1024 * 1024
 MIN_PUBLIC_TOKEN_CHARS = 32
 TOKEN_ENV = HTTP_TOKEN_ENV
 HEALTH_PATH = "/health"
+MCP_PATH = "/mcp"  # the SDK's streamable_http_path
 _HEALTH_BODY = b'{"status":"ok"}'
 _ALL_ADDRESSES = ("0.0.0.0", "::", "[::]", "")
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "127.0.0.1:*", "localhost:*", "[::1]:*")
@@ -146,13 +147,15 @@ class HostOriginGuard:
 
 class PostOnly:
     """ASGI middleware: the stateless MCP endpoint takes POST only. The SDK would answer a GET
-    with an event stream that never ends (nothing is ever sent on it without a session)."""
+    with an event stream that never ends (nothing is ever sent on it without a session). Other
+    paths (e.g. metadata an auth layer publishes) are left to the app."""
 
     def __init__(self, app: ASGIApp):
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] != "POST":
+        endpoint = scope["type"] == "http" and scope["path"].rstrip("/") == MCP_PATH
+        if endpoint and scope["method"] != "POST":
             await send_error(send, 405, f"{scope['method']} is not served here: send MCP requests with POST "
                              "(this server is stateless and opens no event stream)", headers=[(b"allow", b"POST")])
             return
@@ -199,6 +202,7 @@ def build_http_app(server: Any, settings: Settings, *, host: str, port: int, tok
         # Host and Origin are checked by HostOriginGuard, which knows all-addresses binds
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
         host=host,
+        streamable_http_path=MCP_PATH,
     )
     app = ReadBodyWithin(app, seconds=settings.body_timeout, max_bytes=MAX_BODY_BYTES)
     app = AnswerWithin(app, seconds=settings.request_timeout)

@@ -110,6 +110,7 @@ class ReadBodyWithin:
             await self.app(scope, receive, send)
             return
         body = bytearray()
+        message: Message = {"type": "http.request", "more_body": True}  # nothing arrived yet
         with anyio.move_on_after(self.seconds):
             while True:
                 message = await receive()
