@@ -11,6 +11,7 @@ protocol; `ReadBodyWithin` and `AnswerWithin` (ASGI middleware) bound the body a
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 from typing import Any
@@ -27,9 +28,8 @@ MAX_HEAD_BYTES = 16 * 1024  # request line and headers; h11 answers 400 beyond i
 
 
 def jsonrpc_error_body(code: int, message: str) -> bytes:
-    """A JSON-RPC error without an id (the request was never read): MCP clients surface the message."""
-    import json
-
+    """A JSON-RPC error with a null id (these answers come from outside the MCP session, which
+    parses the request): the SDK's client shows the message as its request's error."""
     return json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}).encode()
 
 
