@@ -321,10 +321,6 @@ async def test_the_container_serves_mcp_with_the_token(running: Running) -> None
     assert len(set(re.findall(r"usr_\w+", text))) == 2, text
 
 
-# LEAD: GET /health comes with the `http` branch (issue 12 point 7). Until it is merged this fails,
-# hence the xfail; strict, so that once /health answers this XPASSes as a failure: then delete the
-# xfail line and the test guards the endpoint and the image's HEALTHCHECK.
-@pytest.mark.xfail(strict=True, reason="GET /health arrives with the http branch; remove this mark after merging")
 def test_the_health_check_passes_without_a_token(running: Running) -> None:
     with httpx2.Client(timeout=10) as http:
         response = http.get(f"{running.url}/health", headers={"Host": "10.0.0.7:8000"})  # a load balancer's probe
