@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 DEFAULT_BASE_URL = "https://unify.apideck.com"
 SANDBOX_API_KEY = "sandbox-key"  # the embedded sandbox accepts any key; this one is not a secret
@@ -32,6 +33,11 @@ class Settings:
     service_id: str | None = None
     base_url: str = DEFAULT_BASE_URL
     sandbox: bool = False  # True: start the embedded sandbox and talk to it
+    # Per-call `consumer_id` / `service_id` arguments (CRM_MCP_PER_CALL_CONSUMER=1): off by default,
+    # as with the server's own credentials they reach any consumer of the operator's application;
+    # when on, optionally limited to these consumers (CRM_MCP_ALLOWED_CONSUMERS=a,b).
+    per_call_consumer: bool = False
+    allowed_consumers: frozenset[str] | None = None
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -59,6 +65,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
     consumer_id = get("APIDECK_CONSUMER_ID")
     service_id = get("APIDECK_SERVICE_ID")
     base_url = get("APIDECK_BASE_URL")
+    switching = _consumer_switching(get("CRM_MCP_PER_CALL_CONSUMER"), get("CRM_MCP_ALLOWED_CONSUMERS"))
     if api_key is None:
         stray = [n for n, v in (("APIDECK_APP_ID", app_id), ("APIDECK_BASE_URL", base_url)) if v]
         if stray:
@@ -74,6 +81,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
             service_id=service_id,
             base_url="",  # filled in when the embedded sandbox starts
             sandbox=True,
+            **switching,
         )
     missing = [n for n, v in (("APIDECK_APP_ID", app_id), ("APIDECK_CONSUMER_ID", consumer_id)) if not v]
     if missing:
@@ -91,4 +99,26 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         consumer_id=consumer_id,
         service_id=service_id,
         base_url=(base_url or DEFAULT_BASE_URL).rstrip("/"),
+        **switching,
     )
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _consumer_switching(enabled: str | None, allowed: str | None) -> dict[str, Any]:
+    """`per_call_consumer` and `allowed_consumers` from CRM_MCP_PER_CALL_CONSUMER and
+    CRM_MCP_ALLOWED_CONSUMERS. Raises ConfigError for a value that is not a switch, or a list
+    of consumers while switching is off (it would limit nothing)."""
+    if enabled is not None and enabled.lower() not in (*_TRUE, *_FALSE):
+        raise ConfigError(f"CRM_MCP_PER_CALL_CONSUMER must be 1 or 0 (true/false), got {enabled!r}")
+    on = enabled is not None and enabled.lower() in _TRUE
+    names = frozenset(n.strip() for n in (allowed or "").split(",") if n.strip())
+    if allowed is not None and not names:
+        raise ConfigError("CRM_MCP_ALLOWED_CONSUMERS names no consumer; give consumer ids separated by commas")
+    if names and not on:
+        raise ConfigError(
+            "CRM_MCP_ALLOWED_CONSUMERS is set but per-call consumer switching is off; "
+            "set CRM_MCP_PER_CALL_CONSUMER=1 too, or unset CRM_MCP_ALLOWED_CONSUMERS."
+        )
+    return {"per_call_consumer": on, "allowed_consumers": names or None}

@@ -28,7 +28,10 @@ class _Args(BaseModel):
 
 
 class SearchArgs(_Args):
-    query: str = Field(min_length=1, max_length=200, description="Name, email, phone or title, or part")
+    query: str = Field(
+        min_length=1, max_length=200,
+        description="Name, email, phone or title; matched as the connector's filters match",
+    )
     limit: int | None = Field(None, ge=1, le=50)
 
 
@@ -43,7 +46,9 @@ class LogInteractionArgs(_Args):
     contact: str | None = Field(None, min_length=1, max_length=256, description="Contact id, name or email")
     company_id: RecordId | None = None
     opportunity_id: RecordId | None = None
-    when: Annotated[str, AfterValidator(_check_when)] | None = Field(None, description="ISO 8601; default now")
+    when: Annotated[str, AfterValidator(_check_when)] | None = Field(
+        None, description="ISO 8601 date or date-time; default now"
+    )
     duration_minutes: int | None = Field(None, ge=0, le=1440)
     note: str | None = Field(None, min_length=1, max_length=20000, description="Also add this note")
 
