@@ -146,9 +146,8 @@ def filter_description(op: Operation) -> str | None:
     parts = []
     if any(n.endswith("_id") for n in names):
         parts.append("ids match exactly")
-    text = [n for n in names if n in ("name", "title", "email", "phone_number")]
-    if text:
-        parts.append(f"how {', '.join(text)} match depends on the connector")
+    if {"name", "first_name", "last_name", "title", "email", "phone_number"} & set(names):
+        parts.append("text matching (exact, partial, case) depends on the connector")
     if "updated_since" in names:
         edited = ", not when the activity happened" if op.resource == "activities" else ""
         parts.append(f"updated_since: the record's last edit{edited}")
