@@ -58,8 +58,6 @@ def _wire_tool(tool: ToolDef) -> types.Tool:
 
 
 def _with_consumer_arguments(tool: ToolDef) -> ToolDef:
-    if tool.operation is None:
-        return tool
     return replace(tool, input_schema=with_consumer_arguments(tool.input_schema))
 
 

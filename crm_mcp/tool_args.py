@@ -75,13 +75,13 @@ def _refuse_switching(value: Any) -> Any:
 
 
 # When switching is off: not in the schema, and refused with a message that says why.
-_SwitchingOff = SkipJsonSchema[Annotated[Any, AfterValidator(_refuse_switching)]]
+SwitchingOff = SkipJsonSchema[Annotated[Any, AfterValidator(_refuse_switching)]]
 
 
 def consumer_fields(per_call_consumer: bool, allowed_consumers: Collection[str] | None) -> dict[str, Any]:
     """The `consumer_id` / `service_id` arguments as the server's settings make them."""
     if not per_call_consumer:
-        return {name: (_SwitchingOff, Field(None)) for name in _CONSUMER_DESCRIPTIONS}
+        return {name: (SwitchingOff, Field(None)) for name in _CONSUMER_DESCRIPTIONS}
     consumer: Any = ConsumerId
     if allowed_consumers is not None:
         allowed = frozenset(allowed_consumers)
@@ -102,9 +102,9 @@ def consumer_fields(per_call_consumer: bool, allowed_consumers: Collection[str] 
 
 
 def with_consumer_arguments(input_schema: dict[str, Any]) -> dict[str, Any]:
-    """An operation tool's published input schema (computed with switching off, as the
-    precomputed tool list is) with the `consumer_id` / `service_id` arguments listed: what the
-    server publishes when per-call consumer switching is on."""
+    """A tool's published input schema (computed with switching off, as the precomputed tool list
+    is) with the `consumer_id` / `service_id` arguments listed: what the server publishes when
+    per-call consumer switching is on."""
     listed = {name: {"type": "string", "description": text} for name, text in _CONSUMER_DESCRIPTIONS.items()}
     return {**input_schema, "properties": {**input_schema["properties"], **listed}}
 

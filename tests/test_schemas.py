@@ -11,6 +11,7 @@ default (not listed, refused) and on by a setting, optionally limited to a list 
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -28,6 +29,8 @@ from crm_mcp.server import build_server
 from crm_mcp.tokens import json_tokens
 from crm_mcp.tool_args import REPLACES_LIST, args_model, with_consumer_arguments
 from crm_mcp.tools import operation_tools
+from crm_mcp.workflows import workflow_tools
+from crm_mcp.workflows.args import args_model_for as workflow_args_for
 
 pytestmark = pytest.mark.anyio
 
@@ -254,11 +257,13 @@ async def test_per_call_consumer_is_off_by_default_not_listed_and_refused(sandbo
     async with Client(build_server(sandbox_settings(sandbox_server))) as client:
         for tool in (await client.list_tools()).tools:
             assert not {"consumer_id", "service_id"} & set(tool.input_schema["properties"]), tool.name
-        for argument, value in (("consumer_id", other), ("service_id", "hubspot")):
-            result = await client.call_tool("list_contacts", {"limit": 1, argument: value})
+        calls = [("list_contacts", {"limit": 1}), ("delete_note", {"id": "not_001"}), ("search_crm", {"query": "Acme"})]
+        for (tool, arguments), argument in itertools.product(calls, ("consumer_id", "service_id")):
+            value = other if argument == "consumer_id" else "hubspot"
+            result = await client.call_tool(tool, {**arguments, argument: value})
             assert result.is_error
             assert text_of(result) == (
-                f"Invalid arguments for list_contacts: {argument}: Value error, per-call consumer switching is off "
+                f"Invalid arguments for {tool}: {argument}: Value error, per-call consumer switching is off "
                 "on this server: calls act for its configured consumer and connector (the operator can turn it "
                 "on with CRM_MCP_PER_CALL_CONSUMER=1). Leave this argument out. Fix them and call again."
             )
@@ -270,7 +275,7 @@ async def test_per_call_consumer_on_lists_the_arguments_and_acts_for_that_consum
     settings, other = switching(sandbox_server), other_consumer()
     async with Client(build_server(settings)) as client:
         listed = {t.name: t for t in (await client.list_tools()).tools}
-        for name in OPERATION_NAMES:
+        for name in [*OPERATION_NAMES, *WORKFLOW_NAMES]:
             props = listed[name].input_schema["properties"]
             assert props["consumer_id"] == {
                 "type": "string", "description": "Act for this Apideck consumer instead of the server's",
@@ -282,8 +287,15 @@ async def test_per_call_consumer_on_lists_the_arguments_and_acts_for_that_consum
         note_id = created.structured_content["id"]
         theirs = await client.call_tool("get_note", {"id": note_id, "consumer_id": other})
         ours = await client.call_tool("get_note", {"id": note_id})
+        renamed = await client.call_tool("update_company", {"id": "com_001", "name": "Theirs Only Ltd",
+                                                            "consumer_id": other})
+        assert not renamed.is_error, text_of(renamed)
+        found_theirs = await client.call_tool("search_crm", {"query": "Theirs Only", "consumer_id": other})
+        found_ours = await client.call_tool("search_crm", {"query": "Theirs Only"})
     assert not theirs.is_error and "For the other one" in text_of(theirs)
     assert ours.is_error  # the server's own consumer has its own copy of the CRM, without that note
+    assert "com_001" in text_of(found_theirs) and "Theirs Only Ltd" in text_of(found_theirs)
+    assert "com_001" not in text_of(found_ours)
     assert sandbox_server.store.get(other, "notes", "", note_id)["title"] == "For the other one"
     assert sandbox_server.store.get(settings.consumer_id, "notes", "", note_id) is None
 
@@ -315,14 +327,18 @@ async def test_discover_mode_describes_the_consumer_arguments_only_when_on(sandb
 
 
 def test_published_consumer_arguments_are_those_the_model_validates() -> None:
-    """The server adds the two arguments to the precomputed list at build time: exactly what the
-    compaction of the argument model with switching on publishes."""
+    """The server adds the two arguments to the precomputed list (and the workflow tools) at build
+    time: exactly what the compaction of the argument models with switching on publishes."""
     for tool in operation_tools():
         assert tool.operation is not None
         on = compact_schema(args_model(tool.operation, True, None).model_json_schema(by_alias=True))
         assert on == with_consumer_arguments(tool.input_schema), tool.name
         off = compact_schema(args_model(tool.operation).model_json_schema(by_alias=True))
         assert off == tool.input_schema, tool.name
+    on_settings = Settings(api_key="k", app_id="a", consumer_id="c", per_call_consumer=True)
+    for tool in workflow_tools():
+        on = compact_schema(workflow_args_for(tool.name, on_settings).model_json_schema(by_alias=True))
+        assert on == with_consumer_arguments(tool.input_schema), tool.name
 
 
 def test_settings_turn_switching_on_with_an_optional_list() -> None:
