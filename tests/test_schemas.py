@@ -7,13 +7,23 @@ meta-tools), read through a real MCP client session, is checked against the JSON
 translate tools into OpenAPI-subset function declarations, e.g. Gemini), and `type` stands beside
 `properties` and `items` (Ajv in strict mode). Per-call `consumer_id` / `service_id` are off by
 default (not listed, refused) and on by a setting, optionally limited to a list of consumers.
+
+The strict rules are also checked by a real strict client validator, Ajv 8 in strict mode with
+ajv-formats, installed under .ci/ajv (CI does it):
+    npm install --prefix .ci/ajv ajv@8 ajv-formats@3
+Without it that test skips, unless CRM_MCP_REQUIRE_AJV=1.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
+import os
+import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -184,6 +194,54 @@ async def test_a_custom_field_takes_numbers_booleans_and_lists(sandbox_server: A
             stored = sandbox_server.store.get(settings.consumer_id, "contacts", "", created.structured_content["id"])
             assert stored["custom_fields"][0]["value"] == value
             assert type(stored["custom_fields"][0]["value"]) is type(value)
+
+
+AJV_MODULES = Path(__file__).resolve().parent.parent / ".ci" / "ajv" / "node_modules"
+# Compiles every schema as a strict client does: strictTypes wants `type` beside `properties` and
+# `items`, strictRequired wants required names among the properties, and unknown keywords or
+# formats are errors.
+AJV_CHECK = """
+const Ajv2020 = require("ajv/dist/2020").default;
+const addFormats = require("ajv-formats");
+const failures = [];
+for (const [name, schema] of JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"))) {
+  const ajv = new Ajv2020({ strict: true, allErrors: true });
+  addFormats(ajv);
+  try { ajv.compile(schema); } catch (e) { failures.push(name + ": " + e.message); }
+}
+console.log(JSON.stringify(failures));
+"""
+
+
+def ajv_failures(schemas: list[tuple[str, dict[str, Any]]], tmp_path: Path) -> list[str]:
+    (tmp_path / "schemas.json").write_text(json.dumps(schemas), encoding="utf-8")
+    result = subprocess.run(
+        ["node", "-e", AJV_CHECK, str(tmp_path / "schemas.json")], env={**os.environ, "NODE_PATH": str(AJV_MODULES)},
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    failures: list[str] = json.loads(result.stdout)
+    return failures
+
+
+async def test_ajv_in_strict_mode_compiles_every_schema(
+    listed: dict[str, Any], sandbox_server: Any, tmp_path: Path
+) -> None:
+    if not (AJV_MODULES / "ajv-formats").exists() or not shutil.which("node"):
+        reason = "Ajv not installed; install it with `npm install --prefix .ci/ajv ajv@8 ajv-formats@3`"
+        if os.environ.get("CRM_MCP_REQUIRE_AJV") == "1":
+            raise RuntimeError(reason)
+        pytest.skip(reason)
+    async with Client(build_server(switching(sandbox_server))) as client:
+        switched = (await client.list_tools()).tools
+    schemas = [(f"{t.name} input", t.input_schema) for t in [*listed.values(), *switched]]
+    schemas += [(f"{t.name} output", t.output_schema) for t in listed.values() if t.output_schema is not None]
+    assert len(schemas) == 56 + 53 + 53
+    assert ajv_failures(schemas, tmp_path) == []
+    # and it refuses yesterday's shapes
+    old = {"type": "object", "properties": {"filter": {"properties": {"name": {}}}, "tags": {"items": {}}}}
+    assert ajv_failures([("old", old)], tmp_path) == [
+        'old: strict mode: missing type "object" for keyword "properties" at "#/properties/filter" (strictTypes)',
+    ]
 
 
 # ------------------------------------------------------------------------------ descriptions
