@@ -128,8 +128,8 @@ LIST_FIELDS: dict[str, Any] = {
 REPLACES_LIST = "Replaces the whole list"
 BODY_DESCRIPTIONS: dict[str, str] = {
     "currency": "ISO 4217 code, e.g. USD",  # the ~180 codes are checked on the server, not listed
-    "pass_through": "",  # connector extensions, not a stored list: nothing to say in every write tool
 }
+_NOT_STORED = {"pass_through"}  # connector extensions sent with a write, not a list the record keeps
 
 
 class ToolArgs(BaseModel):
@@ -173,9 +173,8 @@ def body_fields(op: Operation, *, partial: bool) -> dict[str, Any]:
             continue
         annotation: Any = info.annotation
         description = BODY_DESCRIPTIONS.get(name)
-        if partial and description is None and _is_list(annotation):
+        if partial and description is None and name not in _NOT_STORED and _is_list(annotation):
             description = REPLACES_LIST
-        description = description or None
         # json_schema_extra: a date's or date-time's format, which the published schema names
         kept: dict[str, Any] = {
             "alias": info.alias, "description": description, "json_schema_extra": info.json_schema_extra,
