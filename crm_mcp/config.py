@@ -65,6 +65,11 @@ class Settings:
     max_connections: int = int(HTTP_LIMITS["CRM_MCP_HTTP_MAX_CONNECTIONS"][0])
     request_timeout: float = HTTP_LIMITS["CRM_MCP_REQUEST_TIMEOUT"][0]  # one MCP request over HTTP
     upstream_timeout: float = HTTP_LIMITS["CRM_MCP_UPSTREAM_TIMEOUT"][0]  # waiting for one upstream answer
+    # Per-call `consumer_id` / `service_id` arguments (CRM_MCP_PER_CALL_CONSUMER=1): off by default,
+    # as with the server's own credentials they reach any consumer of the operator's application;
+    # when on, optionally limited to these consumers (CRM_MCP_ALLOWED_CONSUMERS=a,b).
+    per_call_consumer: bool = False
+    allowed_consumers: frozenset[str] | None = None
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -93,6 +98,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
     consumer_id = get("APIDECK_CONSUMER_ID")
     service_id = get("APIDECK_SERVICE_ID")
     base_url = get("APIDECK_BASE_URL")
+    switching = _consumer_switching(get("CRM_MCP_PER_CALL_CONSUMER"), get("CRM_MCP_ALLOWED_CONSUMERS"))
     if api_key is None:
         stray = [n for n, v in (("APIDECK_APP_ID", app_id), ("APIDECK_BASE_URL", base_url)) if v]
         if stray:
@@ -109,6 +115,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
             base_url="",  # filled in when the embedded sandbox starts
             sandbox=True,
             **http,
+            **switching,
         )
     missing = [n for n, v in (("APIDECK_APP_ID", app_id), ("APIDECK_CONSUMER_ID", consumer_id)) if not v]
     if missing:
@@ -127,6 +134,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         service_id=service_id,
         base_url=(base_url or DEFAULT_BASE_URL).rstrip("/"),
         **http,
+        **switching,
     )
 
 
@@ -157,3 +165,24 @@ def _http_settings(env: Mapping[str, str]) -> dict[str, Any]:
         "request_timeout": limits["CRM_MCP_REQUEST_TIMEOUT"],
         "upstream_timeout": limits["CRM_MCP_UPSTREAM_TIMEOUT"],
     }
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _consumer_switching(enabled: str | None, allowed: str | None) -> dict[str, Any]:
+    """`per_call_consumer` and `allowed_consumers` from CRM_MCP_PER_CALL_CONSUMER and
+    CRM_MCP_ALLOWED_CONSUMERS. Raises ConfigError for a value that is not a switch, or a list
+    of consumers while switching is off (it would limit nothing)."""
+    if enabled is not None and enabled.lower() not in (*_TRUE, *_FALSE):
+        raise ConfigError(f"CRM_MCP_PER_CALL_CONSUMER must be 1 or 0 (true/false), got {enabled!r}")
+    on = enabled is not None and enabled.lower() in _TRUE
+    names = frozenset(n.strip() for n in (allowed or "").split(",") if n.strip())
+    if allowed is not None and not names:
+        raise ConfigError("CRM_MCP_ALLOWED_CONSUMERS names no consumer; give consumer ids separated by commas")
+    if names and not on:
+        raise ConfigError(
+            "CRM_MCP_ALLOWED_CONSUMERS is set but per-call consumer switching is off; "
+            "set CRM_MCP_PER_CALL_CONSUMER=1 too, or unset CRM_MCP_ALLOWED_CONSUMERS."
+        )
+    return {"per_call_consumer": on, "allowed_consumers": names or None}
