@@ -21,7 +21,7 @@ from crm_mcp.client import Credentials
 from crm_mcp.config import Settings
 from crm_mcp.errors import CrmError
 from crm_mcp.operations import Operation, model, operation
-from crm_mcp.redaction import redact
+from crm_mcp.redaction import redact, redact_obj
 from crm_mcp.tenants import TenantClient
 from crm_mcp.tool_args import args_model, split_arguments
 
@@ -171,8 +171,12 @@ class CrmRuntime:
             tool_name, status, (time.perf_counter() - started) * 1000, request_id or "-",
         )
         secrets = self.secrets(credentials)
-        if result.is_error and secrets:
-            result = ToolResult(redact(result.text, secrets), None, True)
+        if secrets:  # an upstream may echo the key in a record as well as in an error
+            if result.is_error:
+                result = ToolResult(redact(result.text, secrets), None, True)
+            else:
+                structured = redact_obj(result.structured, secrets, patterns=False)
+                result = ToolResult(redact(result.text, secrets, patterns=False), structured)
         return result
 
     async def _complete_update(
