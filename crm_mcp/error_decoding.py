@@ -110,7 +110,7 @@ def error_class(status: int, type_name: str | None) -> type[CrmError]:
     return cls
 
 
-_NOT_ID = re.compile(r"[^A-Za-z0-9._:/+=\-]")
+_NOT_ID = re.compile(r"[^A-Za-z0-9._:/+=\[\]\-]")
 
 
 def request_id_from(headers: Mapping[str, str], secrets: Iterable[str | None] = ()) -> str | None:
