@@ -53,6 +53,7 @@ from crm_mcp.errors import (
     InvalidResponseError,
     NetworkError,
     RequestTimeoutError,
+    ResponseTooLargeError,
     UncertainWriteError,
 )
 from crm_mcp.generated.operations import OPERATIONS, Operation
@@ -431,8 +432,8 @@ class ApideckClient:
         status = response.status_code
         headers = response.headers
         if raw is None:
-            too_big = InvalidResponseError(
-                f"the answer is larger than {self._max_response_bytes} bytes (reading stopped there)",
+            too_big = ResponseTooLargeError(
+                f"more than {self._max_response_bytes:,} bytes, the most this server reads; reading stopped there",
                 status=status,
                 request_id=request_id_from(headers, secrets),
                 context=ctx,

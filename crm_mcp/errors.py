@@ -42,6 +42,7 @@ __all__ = [
     "RateLimitError",
     "RequestTimeoutError",
     "RequestValidationError",
+    "ResponseTooLargeError",
     "UncertainWriteError",
     "UnsupportedFiltersError",
     "UnsupportedSortFieldError",
@@ -519,6 +520,20 @@ class InvalidResponseError(CrmError):
         return (
             f"The API answered {self.context.what} with HTTP {self.status} but a body that could not be read "
             f"({_clip(self.message, 200)}). This may be a proxy or a wrong APIDECK_BASE_URL; try again later."
+        )
+
+
+class ResponseTooLargeError(InvalidResponseError):
+    """An answer larger than the server reads (an upstream that ignored `limit`, or a huge record)."""
+
+    kind = "response_too_large"
+
+    def advice(self) -> str:
+        listing = self.context.tool_name is not None and self.context.tool_name == self.context.list_tool
+        less = "a smaller limit or fewer fields (fields=[...])" if listing else "fewer fields (fields=[...])"
+        return (
+            f"The answer to {self.context.what} was too large to read ({_clip(self.message, 200)}). "
+            f"Ask for less: {less}."
         )
 
 

@@ -30,6 +30,7 @@ log = logging.getLogger("crm_mcp.calls")
 # progress(done, total, message): reports a long call's progress to the client that asked for it
 Progress = Callable[[float, float | None, str | None], Awaitable[None]]
 
+DEFAULT_PAGE_SIZE = 20  # the contract's `limit` default: what a list without `limit` asks for
 SANDBOX_DB_ENV = "CRM_MCP_SANDBOX_DB"  # the embedded sandbox's database (default: the user data directory)
 
 
@@ -217,7 +218,16 @@ class CrmRuntime:
         fields = _render_fields(args)
         if op.action == "list":
             cursors = (body.get("meta") or {}).get("cursors") or {}
-            rendered = render.render_list(op.resource, data or [], next_cursor=cursors.get("next"), fields=fields)
+            rows = data if isinstance(data, list) else []
+            asked = getattr(args, "limit", None) or DEFAULT_PAGE_SIZE
+            rendered = render.render_list(op.resource, rows[:asked], next_cursor=cursors.get("next"), fields=fields)
+            if len(rows) > asked:  # the upstream ignored `limit`: show what was asked, say what was cut
+                narrow = " narrow the list with filter" if "filter" in op.query_params else " get them by id"
+                note = (
+                    f"\nThe API sent {len(rows)} rows for limit {asked}: {len(rows) - asked} were cut. A next "
+                    f"cursor continues after all {len(rows)}; to see the cut ones,{narrow}."
+                )
+                return ToolResult(rendered.text + note, rendered.structured)
         elif op.action == "get":
             rendered = render.render_record(op.resource, data or {}, fields=fields)
         else:

@@ -340,7 +340,7 @@ async def test_oversized_answer_is_refused() -> None:
     up = Upstream(httpx2.Response(200, content=b"{" + b" " * 2000 + b"}"))
     client = ApideckClient(KEY, APP, CONSUMER, transport=httpx2.MockTransport(up), max_response_bytes=1000)
     async with client:
-        with pytest.raises(E.InvalidResponseError, match="larger than 1000 bytes"):
+        with pytest.raises(E.ResponseTooLargeError, match="more than 1,000 bytes"):
             await client.call(GET_CONTACT, path_params={"id": "1"})
 
 
