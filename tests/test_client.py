@@ -468,6 +468,17 @@ async def test_retry_after_from_429_body() -> None:
 
 
 @pytest.mark.anyio
+async def test_a_nan_retry_after_backs_off_instead_of_retrying_at_once() -> None:
+    fake = FakeTime()
+    up = Upstream(fail(429, **{"retry-after": "nan"}))
+    async with make_client(up, fake=fake, random=lambda: 1.0) as client:
+        with pytest.raises(E.RateLimitError) as info:
+            await client.call(LIST_CONTACTS)
+    assert up.count == 4 and fake.sleeps == [0.5, 1.0, 2.0]  # full backoff, not four immediate retries
+    assert "Wait a little" in str(info.value)
+
+
+@pytest.mark.anyio
 async def test_retry_after_beyond_the_time_bound_stops_at_once() -> None:
     fake = FakeTime()
     up = Upstream(fail(429, **{"retry-after": "120"}), ok([]))
@@ -564,6 +575,29 @@ async def test_create_is_never_retried_once_it_may_have_arrived(failure: Any) ->
     assert "Do not call `create_contact` again" in msg
     assert 'list_contacts filter {"email": "ada@x.io"}' in msg
     assert KEY not in msg
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"[" * 100_000,  # nested deeper than the JSON decoder goes
+        json.dumps({"data": json.loads("[" * 100 + "]" * 100)}).encode(),  # deeper than MAX_JSON_DEPTH
+        b'{"data": {"id": "con_9',  # truncated
+        b"<html>Created</html>",  # not JSON
+        b"[1, 2]",  # JSON, not an object
+    ],
+    ids=["too-deep-to-decode", "too-deep", "truncated", "html", "array"],
+)
+@pytest.mark.anyio
+async def test_a_create_whose_answer_cannot_be_read_may_have_been_applied(answer: bytes) -> None:
+    up = Upstream(httpx2.Response(201, content=answer))
+    async with make_client(up) as client:
+        with pytest.raises(E.UncertainWriteError) as info:
+            await client.call(CREATE_CONTACT, body={"first_name": "Ada", "emails": [{"email": "ada@x.example"}]})
+    assert up.count == 1 and info.value.attempts == 1
+    text = str(info.value)
+    assert "may have been applied" in text and "could not be read" in text and "retried" not in text
+    assert 'list_contacts filter {"email": "ada@x.example"}' in text
 
 
 @pytest.mark.anyio
