@@ -362,3 +362,16 @@ def test_to_dict_is_json_ready() -> None:
     assert data["kind"] == "connector_rate_limited"
     assert data["retry_after"] == 2
     assert data["request_id"] == "r9"
+
+
+def test_one_advice_table_covers_every_kind() -> None:
+    """Each error class names a distinct kind; the advice for a kind lives in `ADVICE`, not in the class."""
+    classes = [getattr(E, name) for name in E.__all__ if isinstance(getattr(E, name), type)]
+    errors = [c for c in classes if issubclass(c, E.CrmError)]
+    kinds = [c.kind for c in errors]
+    assert len(kinds) == len(set(kinds))
+    generic = {"error", "connector_error"}  # the base classes: "`tool` failed (HTTP n T: message)."
+    assert set(E.ADVICE) == set(kinds) - generic
+    assert all("advice" not in vars(c) for c in errors if c is not E.CrmError)
+    err = E.ConnectorError("boom", status=418, type_name="Teapot", context=CallContext(tool_name="get_lead"))
+    assert err.agent_message() == "`get_lead` failed (HTTP 418 Teapot: boom)."
