@@ -106,7 +106,7 @@ class CrmRuntime:
             service_id=self.settings.service_id,
             base_url=base_url,
             transport=self._transport,
-            **self._client_options,
+            **{"read_timeout": self.settings.upstream_timeout, **self._client_options},  # CRM_MCP_UPSTREAM_TIMEOUT
         )
 
     async def aclose(self) -> None:
