@@ -427,7 +427,7 @@ class ApideckClient:
             except httpx2.TransportError as exc:
                 return _transport_failure(exc, ctx, secrets)
         if scope.cancelled_caught:
-            late = RequestTimeoutError(f"no complete answer within {_secs(deadline)}", context=ctx)
+            late = RequestTimeoutError(f"timed out: no complete answer within {_secs(deadline)}", context=ctx)
             return _Attempt(late, retryable=True, maybe_processed=True)
         status = response.status_code
         headers = response.headers
