@@ -98,7 +98,9 @@ def configure_logging(level: str) -> None:
         level=getattr(logging, level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("httpx2", "httpcore", "mcp", "uvicorn.access"):
+    # The HTTP libraries log every request line and, at debug, the upstream's response headers
+    # (which an upstream may fill with anything, the API key included): warnings only.
+    for noisy in ("httpx2", "httpcore2", "httpcore", "mcp", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 

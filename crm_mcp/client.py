@@ -16,7 +16,16 @@ Retry rules (`RetryPolicy`):
   with Retry-After. Any failure after the request may have reached the API (read timeout, dropped
   connection, 408, 500, 502, 504, other 5xx) raises `UncertainWriteError` at once.
 - Cancellation of the caller's cancel scope is never shielded: it interrupts the HTTP exchange
-  or the backoff sleep immediately.
+  or the backoff sleep immediately, and closes the connection (the upstream sees the request go).
+
+Bounds (an upstream may be slow, hostile or broken):
+
+- Time: every attempt has one deadline for connecting, waiting for a free connection, sending
+  and reading the whole body (`read_timeout`, and never past the call's `total_timeout`), so an
+  upstream that trickles a byte at a time cannot hold a call. The pool is sized so that slow calls
+  do not starve others, and a wait for a connection counts against the same deadline.
+- Size: a body is streamed and reading stops past `max_response_bytes`; a body nested deeper than
+  `MAX_JSON_DEPTH` is refused. A create whose answer cannot be read is an `UncertainWriteError`.
 """
 
 from __future__ import annotations
@@ -44,6 +53,7 @@ from crm_mcp.errors import (
     InvalidResponseError,
     NetworkError,
     RequestTimeoutError,
+    ResponseTooLargeError,
     UncertainWriteError,
 )
 from crm_mcp.generated.operations import OPERATIONS, Operation
@@ -64,7 +74,11 @@ logger = logging.getLogger("crm_mcp.client")
 DEFAULT_BASE_URL = "https://unify.apideck.com"
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "PATCH"})
-MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+# A page of 200 full records is well under 1 MB; decoding 4 MB of small JSON objects takes ~100 MB.
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+MAX_JSON_DEPTH = 64  # deeper answers are refused: nothing in the contract nests past ~6 levels
+# Enough connections that a burst of slow upstream calls leaves room for the others.
+DEFAULT_LIMITS = httpx2.Limits(max_connections=128, max_keepalive_connections=32, keepalive_expiry=30)
 
 # Transport failures that happen before a single byte of the request is sent.
 _NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout, httpx2.UnsupportedProtocol)
@@ -111,7 +125,6 @@ class ApiResponse:
     request_id: str | None
     elapsed_ms: float
     attempts: int
-    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 class _Attempt:
@@ -145,7 +158,7 @@ class ApideckClient:
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
         write_timeout: float = 30.0,
-        pool_timeout: float = 10.0,
+        pool_timeout: float | None = None,
         limits: httpx2.Limits | None = None,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
@@ -160,7 +173,7 @@ class ApideckClient:
         self._http = httpx2.AsyncClient(
             transport=transport,
             timeout=self._timeout,
-            limits=limits or httpx2.Limits(max_connections=32, max_keepalive_connections=16, keepalive_expiry=30),
+            limits=limits or DEFAULT_LIMITS,
             follow_redirects=False,  # never send the credentials to another origin
         )
 
@@ -206,7 +219,7 @@ class ApideckClient:
 
         `credentials` replaces the client's credentials for this call (per-request tenants);
         `consumer_id` / `service_id` override the consumer and service of whichever credentials
-        are used. `timeout` overrides the read timeout of each attempt.
+        are used. `timeout` overrides the read timeout (the deadline) of each attempt.
         """
         creds = self._resolve(credentials, consumer_id, service_id)
         secrets = (creds.api_key, creds.app_id, self._credentials.api_key, self._credentials.app_id)
@@ -214,12 +227,12 @@ class ApideckClient:
         try:
             path = expand_path(op.path, path_params)
             self._check_query(op, query)
+            qs = encode_query(query)
             headers = self._headers(creds)
             content = self._content(op, body)
         except ArgumentError as exc:
             raise InvalidArgumentError(exc.argument, exc.reason, context=ctx) from None
         self._check_credentials(creds, ctx)
-        qs = encode_query(query)
         url = self._base_url + path + (f"?{qs}" if qs else "")
         expected_target = (httpx2.URL(self._base_url).raw_path.rstrip(b"/") + path.encode("ascii")) + (
             f"?{qs}".encode("ascii") if qs else b""
@@ -337,13 +350,14 @@ class ApideckClient:
         while True:
             attempt += 1
             budget = policy.total_timeout - (policy.clock() - started)
+            deadline = max(0.001, min(budget, timeout if timeout is not None else self._timeout.read or budget))
             request = self._http.build_request(
-                method, url, headers=headers, content=content, timeout=self._attempt_timeout(budget, timeout)
+                method, url, headers=headers, content=content, timeout=self._attempt_timeout(deadline)
             )
             if request.url.raw_path != expected_target:  # defence in depth: the URL must be exactly ours
                 raise InvalidArgumentError("path", "the request path would be rewritten; refusing to send", context=ctx)
             t0 = time.perf_counter()
-            outcome = await self._attempt(request, ctx, secrets, had_no_answer)
+            outcome = await self._attempt(request, ctx, secrets, had_no_answer, deadline)
             if isinstance(outcome, ApiResponse):
                 elapsed_ms = (time.perf_counter() - wall_start) * 1000
                 logger.debug(
@@ -379,16 +393,16 @@ class ApideckClient:
             logger.info("%s %s failed (%s); retry %d in %.2f s", method, op.path, error.kind, attempt, wait)
             await policy.sleep(wait)
 
-    def _attempt_timeout(self, budget: float, read_override: float | None) -> httpx2.Timeout:
-        read = read_override if read_override is not None else self._timeout.read
-        cap = max(0.001, budget)
+    def _attempt_timeout(self, deadline: float) -> httpx2.Timeout:
+        """The HTTP library's per-phase timeouts, none past the attempt's deadline (a wait for a free
+        connection has no bound of its own unless `pool_timeout` was given)."""
 
         def bound(value: float | None) -> float:
-            return cap if value is None else min(value, cap)
+            return deadline if value is None else min(value, deadline)
 
         return httpx2.Timeout(
             connect=bound(self._timeout.connect),
-            read=bound(read),
+            read=deadline,
             write=bound(self._timeout.write),
             pool=bound(self._timeout.pool),
         )
@@ -399,27 +413,33 @@ class ApideckClient:
         ctx: CallContext,
         secrets: tuple[str, ...],
         had_no_answer: bool,
+        deadline: float,
     ) -> ApiResponse | _Attempt:
+        """One exchange, all of it (connection, request, the whole body) within `deadline` seconds."""
         is_write = request.method not in IDEMPOTENT_METHODS
-        try:
-            response = await self._http.send(request, stream=True)
+        with anyio.move_on_after(deadline) as scope:
             try:
-                raw = await self._read(response)
-            finally:
-                await response.aclose()
-        except httpx2.TransportError as exc:
-            return _transport_failure(exc, ctx, secrets)
-        if raw is None:
-            too_big = InvalidResponseError(
-                f"the answer is larger than {self._max_response_bytes} bytes",
-                status=response.status_code,
-                request_id=request_id_from(response.headers),
-                context=ctx,
-            )
-            return _Attempt(too_big, retryable=False)
-
+                response = await self._http.send(request, stream=True)
+                try:
+                    raw = await self._read(response)
+                finally:
+                    await response.aclose()
+            except httpx2.TransportError as exc:
+                return _transport_failure(exc, ctx, secrets)
+        if scope.cancelled_caught:
+            late = RequestTimeoutError(f"timed out: no complete answer within {_secs(deadline)}", context=ctx)
+            return _Attempt(late, retryable=True, maybe_processed=True)
         status = response.status_code
         headers = response.headers
+        if raw is None:
+            too_big = ResponseTooLargeError(
+                f"more than {self._max_response_bytes:,} bytes, the most this server reads; reading stopped there",
+                status=status,
+                request_id=request_id_from(headers, secrets),
+                context=ctx,
+            )
+            return _Attempt(too_big, retryable=False, maybe_processed=200 <= status < 300)
+
         if 200 <= status < 300:
             return _success(status, raw, headers, ctx, secrets)
         if had_no_answer:
@@ -433,7 +453,8 @@ class ApideckClient:
         return _Attempt(error, retryable=status in RETRYABLE_STATUSES, maybe_processed=maybe_processed)
 
     async def _read(self, response: httpx2.Response) -> bytes | None:
-        """The whole body, or None when it is larger than the configured maximum."""
+        """The whole body, or None as soon as it grows past the configured maximum (the rest is
+        never read)."""
         chunks: list[bytes] = []
         size = 0
         async for chunk in response.aiter_bytes():
@@ -463,39 +484,49 @@ def _check_base_url(base_url: str) -> str:
 def _success(
     status: int, raw: bytes, headers: httpx2.Headers, ctx: CallContext, secrets: tuple[str, ...]
 ) -> ApiResponse | _Attempt:
-    request_id = request_id_from(headers)
+    """The decoded answer, or an attempt that failed because the answer cannot be read (which, for
+    a create, means it may have been applied)."""
+    request_id = request_id_from(headers, secrets)
+
+    def unreadable(why: str) -> _Attempt:
+        error = InvalidResponseError(why, status=status, request_id=request_id, context=ctx, secrets=secrets)
+        return _Attempt(error, retryable=False, maybe_processed=True)
+
     if not raw.strip():
         body: Any = {}
     else:
         try:
             body = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the decoder goes
             ctype = headers.get("content-type", "no content type").split(";")[0]
-            snippet = raw[:120].decode("utf-8", "replace")
-            error = InvalidResponseError(
-                f"{len(raw)} bytes of {ctype}, not JSON, starting {snippet!r}",
-                status=status,
-                request_id=request_id,
-                context=ctx,
-                secrets=secrets,
-            )
-            return _Attempt(error, retryable=False)
+            snippet = redact(raw[:4096].decode("utf-8", "replace"), secrets)[:120]  # redact, then cut
+            return unreadable(f"{len(raw)} bytes of {ctype}, not JSON, starting {snippet!r}")
     if not isinstance(body, dict):
-        error = InvalidResponseError(
-            f"the JSON body is a {type(body).__name__}, not an object",
-            status=status,
-            request_id=request_id,
-            context=ctx,
-        )
-        return _Attempt(error, retryable=False)
+        return unreadable(f"the JSON body is a {type(body).__name__}, not an object")
+    if _nested_deeper(body, MAX_JSON_DEPTH):
+        return unreadable(f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels")
     return ApiResponse(
         status=status,
         body=body,
         request_id=request_id,
         elapsed_ms=0.0,
         attempts=1,
-        headers=dict(headers.items()),
     )
+
+
+def _nested_deeper(value: Any, limit: int) -> bool:
+    """Whether a decoded JSON value nests objects or arrays more than `limit` levels deep."""
+    level: list[Any] = [value]
+    for _ in range(limit):
+        level = [
+            child
+            for item in level
+            for child in (item.values() if isinstance(item, dict) else item if isinstance(item, list) else ())
+            if isinstance(child, dict | list)
+        ]
+        if not level:
+            return False
+    return True
 
 
 def _transport_failure(exc: httpx2.TransportError, ctx: CallContext, secrets: tuple[str, ...]) -> _Attempt:
@@ -528,7 +559,9 @@ def _transport_failure(exc: httpx2.TransportError, ctx: CallContext, secrets: tu
 
 
 def _uncertain(op: Operation, cause: CrmError, ctx: CallContext, body: Any, attempts: int) -> UncertainWriteError:
-    if cause.status is not None:
+    if isinstance(cause, InvalidResponseError):
+        what = f"its answer (HTTP {cause.status}) could not be read: {cause.message}"
+    elif cause.status is not None:
         what = f"the API answered HTTP {cause.status}" + (f" ({redact(cause.message)[:160]})" if cause.message else "")
     else:
         what = cause.message

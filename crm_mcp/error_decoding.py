@@ -9,6 +9,8 @@ from __future__ import annotations
 import datetime as _dt
 import email.utils
 import json
+import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -37,6 +39,7 @@ from crm_mcp.errors import (
     UpstreamError,
     _clip,
 )
+from crm_mcp.redaction import redact
 
 __all__ = ["decode_error", "error_class", "parse_retry_after", "request_id_from"]
 
@@ -107,12 +110,27 @@ def error_class(status: int, type_name: str | None) -> type[CrmError]:
     return cls
 
 
-def request_id_from(headers: Mapping[str, str]) -> str | None:
+_NOT_ID = re.compile(r"[^A-Za-z0-9._:/+=\[\]\-]")
+
+
+def request_id_from(headers: Mapping[str, str], secrets: Iterable[str | None] = ()) -> str | None:
+    """The answer's request id, for logs and support: redacted, then kept to plain characters
+    (anything else becomes `?`: it is the upstream's text) and shortened."""
     for name in ("x-apideck-request-id", "request-id", "x-request-id"):
         value = headers.get(name)
         if value:
-            return _clip(value, 120)
+            return _clip(_NOT_ID.sub("?", redact(value, secrets)), 120)
     return None
+
+
+MAX_RETRY_AFTER = 3600.0  # a longer wait asked by the upstream is told as an hour at most
+
+
+def _wait(seconds: float) -> float | None:
+    """A wait the upstream asked for, made sane: none when not a finite number, else 0..MAX_RETRY_AFTER."""
+    if not math.isfinite(seconds):
+        return None
+    return min(MAX_RETRY_AFTER, max(0.0, seconds))
 
 
 _RETRY_KEYS_S = ("retry_after", "retryafter", "retry-after", "retry_after_seconds", "retry_in", "reset_in")
@@ -144,7 +162,7 @@ def _from_body(body: Any, now: _dt.datetime) -> float | None:
                 walk(item, depth + 1)
 
     walk(body, 0)
-    return max(0.0, found[0]) if found else None
+    return _wait(found[0]) if found else None
 
 
 def _number(value: Any) -> float | None:
@@ -161,27 +179,28 @@ def _number(value: Any) -> float | None:
 
 
 def parse_retry_after(headers: Mapping[str, str], body: Any = None, *, now: _dt.datetime | None = None) -> float | None:
-    """Seconds to wait, from `Retry-After` (seconds or HTTP date), `RateLimit-Reset`, or the body's detail."""
+    """Seconds to wait, from `Retry-After` (seconds or HTTP date), `RateLimit-Reset`, or the body's detail;
+    at most `MAX_RETRY_AFTER`, and None for a value that is no finite number (`nan`, `inf`)."""
     now = now or _dt.datetime.now(_dt.UTC)
     value = headers.get("retry-after")
     if value:
         value = value.strip()
         number = _number(value)
         if number is not None:
-            return max(0.0, number)
+            return _wait(number)
         try:
             when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             when = None
         if when is not None:
             if when.tzinfo is None:
                 when = when.replace(tzinfo=_dt.UTC)
-            return max(0.0, (when - now).total_seconds())
+            return _wait((when - now).total_seconds())
     for name in ("ratelimit-reset", "x-ratelimit-reset"):
         number = _number(headers.get(name) or "")
         if number is not None:
             # An epoch timestamp when large, a delta in seconds otherwise.
-            return max(0.0, number - now.timestamp()) if number > 1e9 else max(0.0, number)
+            return _wait(number - now.timestamp() if number > 1e9 else number)
     if isinstance(body, Mapping):
         return _from_body(body.get("detail", body), now)
     return None
@@ -197,7 +216,10 @@ class _Decoded:
     body: Any = None
 
 
-def _decode_body(status: int, content: bytes | str | Any, content_type: str) -> _Decoded:
+def _decode_body(
+    status: int, content: bytes | str | Any, content_type: str, secrets: tuple[str | None, ...]
+) -> _Decoded:
+    """The parts of an error body. Text shortened here is redacted first (`secrets`)."""
     reason = _reason(status)
     if isinstance(content, bytes | str):
         text = content.decode("utf-8", "replace") if isinstance(content, bytes) else content
@@ -205,13 +227,14 @@ def _decode_body(status: int, content: bytes | str | Any, content_type: str) -> 
             return _Decoded(message=reason)
         try:
             body = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the decoder goes
             kind = content_type.split(";")[0].strip() or "no content type"
-            return _Decoded(message=f"{reason}; the body is not JSON ({kind}): {_clip(text, 200)}")
+            return _Decoded(message=f"{reason}; the body is not JSON ({kind}): {_clip(redact(text, secrets), 200)}")
     else:
         body = content
     if not isinstance(body, Mapping):
-        return _Decoded(message=f"{reason}: {_clip(json.dumps(body, default=str), 200)}", body=body)
+        shown = _clip(redact(json.dumps(body, default=str), secrets), 200)
+        return _Decoded(message=f"{reason}: {shown}", body=body)
     message = body.get("message") or body.get("error") or reason
     type_name = body.get("type_name")
     downstream = body.get("downstream_errors")
@@ -243,7 +266,8 @@ def decode_error(
 ) -> CrmError:
     """The typed error for an error answer. `content` is the raw body (or already-decoded JSON)."""
     headers = headers or {}
-    decoded = _decode_body(status, content, headers.get("content-type", ""))
+    secrets = tuple(secrets)
+    decoded = _decode_body(status, content, headers.get("content-type", ""), secrets)
     cls = error_class(status, decoded.type_name)
     wants_wait = status in (429, 503) or issubclass(cls, RateLimitError)
     retry_after = parse_retry_after(headers, decoded.body) if wants_wait else None
@@ -252,7 +276,7 @@ def decode_error(
         status=status,
         type_name=decoded.type_name,
         detail=decoded.detail,
-        request_id=request_id_from(headers),
+        request_id=request_id_from(headers, secrets),
         retry_after=retry_after,
         service=decoded.service,
         downstream_errors=decoded.downstream,

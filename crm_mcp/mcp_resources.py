@@ -228,15 +228,20 @@ async def read_resource(ctx: Any, params: types.ReadResourceRequestParams) -> ty
         text = fields_text(name)
     elif uri == PIPELINES_URI:
         from crm_mcp.errors import CrmError
+        from crm_mcp.redaction import redact
         from crm_mcp.tenants import TenantHeaderError, request_credentials
 
+        runtime = ctx.lifespan_context
         try:
-            client = await ctx.lifespan_context.client(request_credentials(ctx.request))
-            text = await pipelines_text(client)
+            credentials = request_credentials(ctx.request)
+            client = await runtime.client(credentials)
+            # the pipelines are the upstream's text, which may echo the key
+            text = redact(await pipelines_text(client), runtime.secrets(credentials), patterns=False)
         except TenantHeaderError as exc:
             raise MCPError(types.INVALID_PARAMS, str(exc)) from None
         except CrmError as exc:  # an API failure is not the client's fault: say what the agent can do
-            raise MCPError(types.INTERNAL_ERROR, f"Could not read the pipelines: {exc.agent_message()}") from None
+            message = redact(exc.agent_message(), runtime.secrets(credentials))
+            raise MCPError(types.INTERNAL_ERROR, f"Could not read the pipelines: {message}") from None
     else:
         raise _not_found(uri)
     return types.ReadResourceResult(contents=[types.TextResourceContents(uri=uri, mime_type=TEXT, text=text)])

@@ -33,6 +33,9 @@ __all__ = [
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
 MAX_ID_LENGTH = 2048
+# The longest query string sent (encoded): API gateways refuse request lines much past 8 KB, and
+# httpx2 refuses URLs past 64 KB with an error that names no argument.
+MAX_QUERY_LENGTH = 8000
 # Top-level parameters whose value is a comma-separated list: their commas stay literal.
 _COMMA_LISTS = frozenset({"fields"})
 
@@ -143,8 +146,10 @@ def encode_query(query: Mapping[str, Any] | None) -> str:
     Nested mappings expand as deepObject (`sort[by]=name`), lists are comma-joined, bool is
     `true`/`false`, None is dropped at every level. Keys and values are percent-encoded with
     nothing safe, so a `&`, `=`, `[` or `#` inside a user value cannot add or change a parameter.
+    A query longer than `MAX_QUERY_LENGTH` raises ArgumentError naming its longest parameter.
     """
     out: list[str] = []
+    sizes: dict[str, int] = {}
 
     def walk(prefix: str, value: Any, comma_list: bool) -> None:
         value = _plain(value)
@@ -162,5 +167,15 @@ def encode_query(query: Mapping[str, Any] | None) -> str:
 
     for name, value in (query or {}).items():
         key = str(name)
+        before = len(out)
         walk(quote(key, safe=""), value, key in _COMMA_LISTS)
-    return "&".join(out)
+        sizes[key] = sum(len(part) + 1 for part in out[before:])
+    encoded = "&".join(out)
+    if len(encoded) > MAX_QUERY_LENGTH:
+        longest = max(sizes, key=lambda k: sizes[k])
+        raise ArgumentError(
+            longest,
+            f"is too long: {sizes[longest]} characters once encoded, and the whole query may be at most "
+            f"{MAX_QUERY_LENGTH}; use shorter values",
+        )
+    return encoded

@@ -3,6 +3,10 @@
 An upstream (or a connector behind it) may echo the `Authorization` header or the API key in an
 error body; `redact` removes every known secret (in its plain, URL-encoded and JSON-escaped
 forms) and anything that looks like a credential even when the secret is not known.
+
+Redact first, then shorten: a text cut before redaction may keep most of a secret that the
+redaction no longer recognises. Successful results (CRM data) are redacted with
+``patterns=False``: only the known secrets go, so that a note saying "basic plan" stays whole.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -41,36 +46,49 @@ def _variants(secret: str) -> set[str]:
     return {f for f in forms if len(f) >= MIN_SECRET_LENGTH}
 
 
-def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+@lru_cache(maxsize=64)
+def _known(secrets: frozenset[str]) -> re.Pattern[str] | None:
+    """One pattern for every form of the known secrets, longest first."""
+    forms: set[str] = set()
+    for secret in secrets:
+        if len(secret) >= MIN_SECRET_LENGTH:
+            forms |= _variants(secret)
+    if not forms:
+        return None
+    return re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)), re.IGNORECASE)
+
+
+def redact(text: str, secrets: Iterable[str | None] = (), *, patterns: bool = True) -> str:
     """`text` with every known secret (and anything that looks like a credential) replaced by [REDACTED].
 
     Known secrets are matched case-insensitively and in their URL-encoded and JSON-escaped forms;
-    bearer tokens and ``authorization: ...`` / ``api_key=...`` pairs are redacted even when the secret
-    is not known (an upstream may echo another tenant's or a connector's token).
+    with `patterns`, bearer tokens and ``authorization: ...`` / ``api_key=...`` pairs are redacted
+    even when the secret is not known (an upstream may echo another tenant's or a connector's token).
     """
     if not isinstance(text, str):
         text = str(text)
-    forms: set[str] = set()
-    for secret in secrets:
-        if secret and len(secret) >= MIN_SECRET_LENGTH:
-            forms |= _variants(secret)
-    for form in sorted(forms, key=len, reverse=True):
-        text = re.sub(re.escape(form), REDACTED, text, flags=re.IGNORECASE)
-    text = _HEADERISH.sub(lambda m: m.group(1) + m.group(2) + REDACTED, text)
-    text = _BEARER.sub(lambda m: m.group(1) + " " + REDACTED, text)
+    known = _known(frozenset(s for s in secrets if s))
+    if known is not None:
+        text = known.sub(REDACTED, text)
+    if patterns:
+        text = _HEADERISH.sub(lambda m: m.group(1) + m.group(2) + REDACTED, text)
+        text = _BEARER.sub(lambda m: m.group(1) + " " + REDACTED, text)
     return text
 
 
-def redact_obj(value: Any, secrets: Iterable[str | None] = ()) -> Any:
-    """`redact` applied to every string (keys too) inside a JSON-like value."""
+def redact_obj(value: Any, secrets: Iterable[str | None] = (), *, patterns: bool = True) -> Any:
+    """`redact` applied to every string (keys too) inside a JSON-like value; with `patterns`, the
+    value of a credential-like key (``password``, ``api_key``, ...) is redacted whole."""
     secrets = tuple(secrets)
     if isinstance(value, str):
-        return redact(value, secrets)
+        return redact(value, secrets, patterns=patterns)
     if isinstance(value, Mapping):
         return {
-            redact(str(k), secrets): REDACTED if _SENSITIVE_KEY.match(str(k)) and v else redact_obj(v, secrets)
+            redact(str(k), secrets, patterns=patterns): REDACTED
+            if patterns and _SENSITIVE_KEY.match(str(k)) and v
+            else redact_obj(v, secrets, patterns=patterns)
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):
-        return [redact_obj(v, secrets) for v in value]
+        return [redact_obj(v, secrets, patterns=patterns) for v in value]
     return value

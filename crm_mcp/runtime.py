@@ -21,7 +21,7 @@ from crm_mcp.client import Credentials
 from crm_mcp.config import Settings
 from crm_mcp.errors import CrmError
 from crm_mcp.operations import Operation, model, operation
-from crm_mcp.redaction import redact
+from crm_mcp.redaction import redact, redact_obj
 from crm_mcp.tenants import TenantClient
 from crm_mcp.tool_args import args_model_for, split_arguments
 
@@ -30,6 +30,7 @@ log = logging.getLogger("crm_mcp.calls")
 # progress(done, total, message): reports a long call's progress to the client that asked for it
 Progress = Callable[[float, float | None, str | None], Awaitable[None]]
 
+DEFAULT_PAGE_SIZE = 20  # the contract's `limit` default: what a list without `limit` asks for
 SANDBOX_DB_ENV = "CRM_MCP_SANDBOX_DB"  # the embedded sandbox's database (default: the user data directory)
 
 
@@ -171,8 +172,12 @@ class CrmRuntime:
             tool_name, status, (time.perf_counter() - started) * 1000, request_id or "-",
         )
         secrets = self.secrets(credentials)
-        if result.is_error and secrets:
-            result = ToolResult(redact(result.text, secrets), None, True)
+        if secrets:  # an upstream may echo the key in a record as well as in an error
+            if result.is_error:
+                result = ToolResult(redact(result.text, secrets), None, True)
+            else:
+                structured = redact_obj(result.structured, secrets, patterns=False)
+                result = ToolResult(redact(result.text, secrets, patterns=False), structured)
         return result
 
     async def _complete_update(
@@ -213,7 +218,16 @@ class CrmRuntime:
         fields = _render_fields(args)
         if op.action == "list":
             cursors = (body.get("meta") or {}).get("cursors") or {}
-            rendered = render.render_list(op.resource, data or [], next_cursor=cursors.get("next"), fields=fields)
+            rows = data if isinstance(data, list) else []
+            asked = getattr(args, "limit", None) or DEFAULT_PAGE_SIZE
+            rendered = render.render_list(op.resource, rows[:asked], next_cursor=cursors.get("next"), fields=fields)
+            if len(rows) > asked:  # the upstream ignored `limit`: show what was asked, say what was cut
+                narrow = " narrow the list with filter" if "filter" in op.query_params else " get them by id"
+                note = (
+                    f"\nThe API sent {len(rows)} rows for limit {asked}: {len(rows) - asked} were cut. A next "
+                    f"cursor continues after all {len(rows)}; to see the cut ones,{narrow}."
+                )
+                return ToolResult(rendered.text + note, rendered.structured)
         elif op.action == "get":
             rendered = render.render_record(op.resource, data or {}, fields=fields)
         else:

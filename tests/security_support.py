@@ -1,15 +1,18 @@
 """Helpers for the security tests (tests/security/): a blocking MCP client session, hypothesis
 strategies for every tool's arguments (valid and invalid) built from the published input schema and
-the pydantic argument model, leak checks, a recording transport, and an HTTP server in a thread."""
+the pydantic argument model, leak checks, a recording transport, an HTTP server in a thread, and a
+scripted upstream (a real HTTP server on loopback that answers as a test tells it to)."""
 
 from __future__ import annotations
 
 import json
 import re
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx2
@@ -338,3 +341,58 @@ def settings_for(base_url: str, consumer: str, api_key: str = "test-secret-key")
 
 def operation_of(tool: ToolDef) -> Operation:
     return tool.operation or operation(tool.name)
+
+
+# ----------------------------------------------------------------------------- a scripted upstream
+
+
+class UpstreamHandler(BaseHTTPRequestHandler):
+    """One request to a `LoopbackUpstream`: its `answer` writes the response, as it likes."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are written apart: no 40 ms delayed-ACK stall
+    server: LoopbackServer
+
+    def _any(self) -> None:
+        size = int(self.headers.get("content-length") or 0)
+        self.body = self.rfile.read(size) if size else b""
+        self.server.seen.append((self.command, self.path))
+        self.server.answer(self)
+
+    do_GET = do_POST = do_PATCH = do_DELETE = _any
+
+    def reply(self, status: int, body: bytes | str, headers: dict[str, str] | None = None) -> None:
+        data = body.encode() if isinstance(body, str) else body
+        self.send_response(status)
+        for name, value in {"content-type": "application/json", **(headers or {})}.items():
+            self.send_header(name, value)
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:  # the base class names it `format`
+        pass
+
+
+class LoopbackServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, answer: Callable[[UpstreamHandler], None]) -> None:
+        super().__init__(("127.0.0.1", 0), UpstreamHandler)
+        self.answer = answer
+        self.seen: list[tuple[str, str]] = []
+
+
+@contextmanager
+def loopback_upstream(answer: Callable[[UpstreamHandler], None]) -> Iterator[LoopbackServer]:
+    """A real HTTP server on 127.0.0.1 in a thread, answering every request with `answer(handler)`;
+    its base URL is `f"http://127.0.0.1:{server.server_port}"`."""
+    server = LoopbackServer(answer)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

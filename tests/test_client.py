@@ -340,7 +340,7 @@ async def test_oversized_answer_is_refused() -> None:
     up = Upstream(httpx2.Response(200, content=b"{" + b" " * 2000 + b"}"))
     client = ApideckClient(KEY, APP, CONSUMER, transport=httpx2.MockTransport(up), max_response_bytes=1000)
     async with client:
-        with pytest.raises(E.InvalidResponseError, match="larger than 1000 bytes"):
+        with pytest.raises(E.ResponseTooLargeError, match="more than 1,000 bytes"):
             await client.call(GET_CONTACT, path_params={"id": "1"})
 
 
@@ -468,6 +468,17 @@ async def test_retry_after_from_429_body() -> None:
 
 
 @pytest.mark.anyio
+async def test_a_nan_retry_after_backs_off_instead_of_retrying_at_once() -> None:
+    fake = FakeTime()
+    up = Upstream(fail(429, **{"retry-after": "nan"}))
+    async with make_client(up, fake=fake, random=lambda: 1.0) as client:
+        with pytest.raises(E.RateLimitError) as info:
+            await client.call(LIST_CONTACTS)
+    assert up.count == 4 and fake.sleeps == [0.5, 1.0, 2.0]  # full backoff, not four immediate retries
+    assert "Wait a little" in str(info.value)
+
+
+@pytest.mark.anyio
 async def test_retry_after_beyond_the_time_bound_stops_at_once() -> None:
     fake = FakeTime()
     up = Upstream(fail(429, **{"retry-after": "120"}), ok([]))
@@ -564,6 +575,29 @@ async def test_create_is_never_retried_once_it_may_have_arrived(failure: Any) ->
     assert "Do not call `create_contact` again" in msg
     assert 'list_contacts filter {"email": "ada@x.io"}' in msg
     assert KEY not in msg
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"[" * 100_000,  # nested deeper than the JSON decoder goes
+        json.dumps({"data": json.loads("[" * 100 + "]" * 100)}).encode(),  # deeper than MAX_JSON_DEPTH
+        b'{"data": {"id": "con_9',  # truncated
+        b"<html>Created</html>",  # not JSON
+        b"[1, 2]",  # JSON, not an object
+    ],
+    ids=["too-deep-to-decode", "too-deep", "truncated", "html", "array"],
+)
+@pytest.mark.anyio
+async def test_a_create_whose_answer_cannot_be_read_may_have_been_applied(answer: bytes) -> None:
+    up = Upstream(httpx2.Response(201, content=answer))
+    async with make_client(up) as client:
+        with pytest.raises(E.UncertainWriteError) as info:
+            await client.call(CREATE_CONTACT, body={"first_name": "Ada", "emails": [{"email": "ada@x.example"}]})
+    assert up.count == 1 and info.value.attempts == 1
+    text = str(info.value)
+    assert "may have been applied" in text and "could not be read" in text and "retried" not in text
+    assert 'list_contacts filter {"email": "ada@x.example"}' in text
 
 
 @pytest.mark.anyio
@@ -752,9 +786,10 @@ async def test_real_slow_read_is_cancelled_promptly(silent_server: str) -> None:
     assert time.perf_counter() - t0 < 2.0
 
 
-def test_api_response_shape() -> None:
+def test_api_response_keeps_no_upstream_headers() -> None:
+    """Header values are the upstream's text: only the (redacted) request id is kept."""
     res = ApiResponse(status=200, body={}, request_id=None, elapsed_ms=1.0, attempts=1)
-    assert res.headers == {}
+    assert not hasattr(res, "headers")
 
 
 # ------------------------------------------------------------------------------ against the sandbox

@@ -278,6 +278,31 @@ def test_parse_retry_after(headers: dict[str, str], body_: Any, expected: float 
     assert got == pytest.approx(expected) if expected is not None else got is None
 
 
+@pytest.mark.parametrize(
+    ("headers", "body_", "expected"),
+    [
+        ({"retry-after": "99999999"}, None, 3600.0),  # told as an hour at most
+        ({"retry-after": "nan"}, None, None),  # no number: no hint (backoff), not "wait 0 s"
+        ({"retry-after": "inf"}, None, None),
+        ({"retry-after": "-inf"}, None, None),
+        ({"retry-after": "-5"}, None, 0.0),
+        ({"retry-after": "Fri, 31 Dec 9999 23:59:59 GMT"}, None, 3600.0),
+        ({"ratelimit-reset": "1e300"}, None, 3600.0),
+        ({}, {"detail": {"retry_after": "NaN"}}, None),
+        ({}, {"detail": {"retry_after_ms": 1e20}}, 3600.0),
+    ],
+)
+def test_retry_after_is_bounded_and_sane(headers: dict[str, str], body_: Any, expected: float | None) -> None:
+    got = parse_retry_after(headers, body_, now=NOW)
+    assert got == pytest.approx(expected) if expected is not None else got is None
+
+
+def test_an_absurd_retry_after_is_not_passed_on_to_the_agent() -> None:
+    err = decode_error(429, body(429, None), {"retry-after": "99999999"})
+    assert err.retry_after == 3600 and "Wait 3600 seconds" in err.agent_message()
+    assert "99999999" not in err.agent_message()
+
+
 def test_429_carries_retry_after_into_message() -> None:
     err = decode_error(429, body(429, None), {"retry-after": "42"})
     assert isinstance(err, E.RateLimitError)
@@ -337,3 +362,16 @@ def test_to_dict_is_json_ready() -> None:
     assert data["kind"] == "connector_rate_limited"
     assert data["retry_after"] == 2
     assert data["request_id"] == "r9"
+
+
+def test_one_advice_table_covers_every_kind() -> None:
+    """Each error class names a distinct kind; the advice for a kind lives in `ADVICE`, not in the class."""
+    classes = [getattr(E, name) for name in E.__all__ if isinstance(getattr(E, name), type)]
+    errors = [c for c in classes if issubclass(c, E.CrmError)]
+    kinds = [c.kind for c in errors]
+    assert len(kinds) == len(set(kinds))
+    generic = {"error", "connector_error"}  # the base classes: "`tool` failed (HTTP n T: message)."
+    assert set(E.ADVICE) == set(kinds) - generic
+    assert all("advice" not in vars(c) for c in errors if c is not E.CrmError)
+    err = E.ConnectorError("boom", status=418, type_name="Teapot", context=CallContext(tool_name="get_lead"))
+    assert err.agent_message() == "`get_lead` failed (HTTP 418 Teapot: boom)."

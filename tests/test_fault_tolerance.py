@@ -127,3 +127,22 @@ async def test_reads_and_creates_under_faults(faulty_sandbox: SandboxServer) -> 
         assert stored.get(title) == record_id, title
     extra = set(stored) - set(done)
     assert extra <= uncertain, f"records the server never reported: {sorted(extra - uncertain)}"
+
+
+@pytest.mark.parametrize("answer", [b"[" * 100_000, b'{"data": {"id": "not_15', b"<html>ok</html>"],
+                         ids=["too-deep", "truncated", "html"])
+async def test_a_create_whose_answer_cannot_be_read_is_reported_as_maybe_applied(answer: bytes) -> None:
+    """Through the whole server: never an internal error that invites a retry (a duplicate)."""
+    from security_support import UpstreamHandler, loopback_upstream
+
+    def created(handler: UpstreamHandler) -> None:
+        handler.reply(201, answer)
+
+    with loopback_upstream(created) as upstream:
+        settings = Settings(api_key="k", app_id="a", consumer_id="c", base_url=f"http://127.0.0.1:{upstream.server_port}")
+        async with Client(build_server(settings)) as client:
+            result = await client.call_tool("create_note", {"title": "Once", "content": "x"})
+    text = text_of(result)
+    assert result.is_error and upstream.seen == [("POST", "/crm/notes")]
+    assert UNCERTAIN.search(text) and "could not be read" in text, text
+    assert "failed inside the server" not in text and "retried" not in text

@@ -1,8 +1,9 @@
 """CRM values written as short, safe inline text: escaping, dates, nested emails/phones/addresses.
 
 Every CRM string goes through `quote()`: a string that could break the frame (a line break, `|`,
-a quote, a backslash, a control, invisible or bidirectional character, edge whitespace, nothing
-or a lone "-") is written as a JSON string literal, everything else as is.
+a quote, a backslash, markup (`<`, `>`: a tag such as `</function_results>` must read as data),
+a control, invisible or bidirectional character, edge whitespace, nothing or a lone "-") is
+written as a JSON string literal, everything else as is.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ SHORT_HEADER = {"emails": "email", "phone_numbers": "phone", "addresses": "addre
 _TYPED_LISTS = ("emails", "phone_numbers", "websites")
 
 _INVISIBLE = r"\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff"
-_UNSAFE = re.compile(rf'[\x00-\x1f{_INVISIBLE}|"\\]|^\s|\s$|^-?$')
+_UNSAFE = re.compile(rf'[\x00-\x1f{_INVISIBLE}|"\\<>]|^\s|\s$|^-?$')
 _JSON_MISSES = re.compile(f"[{_INVISIBLE}]")
 _ISO = re.compile(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2})(:\d{2})?(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$")
 _EVENT_TIME = re.compile(r"_datetime$|^start_|^end_")  # fields whose time of day matters in a list

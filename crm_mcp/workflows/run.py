@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from crm_mcp.errors import CrmError
-from crm_mcp.redaction import redact
+from crm_mcp.redaction import redact, redact_obj
 from crm_mcp.runtime import ToolResult, validation_message
 from crm_mcp.workflows.args import args_model_for
 from crm_mcp.workflows.log_interaction import log_interaction
@@ -66,5 +66,6 @@ async def run_workflow(
              (time.perf_counter() - started) * 1000)
     secrets = runtime.secrets(credentials)
     if secrets:
-        result = ToolResult(redact(result.text, secrets), result.structured, result.is_error)
+        structured = redact_obj(result.structured, secrets, patterns=False)
+        result = ToolResult(redact(result.text, secrets, patterns=result.is_error), structured, result.is_error)
     return result

@@ -122,3 +122,25 @@ def test_not_an_object_and_unknown_tools_do_not_break_the_session(session: Block
         result = session.call("list_contacts", arguments)
         _no_internals("list_contacts", arguments, result)
     assert_serving(session)
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "field"),
+    [
+        ("list_contacts", {"filter": {"name": "x" * 100_000}}, "filter"),
+        ("list_contacts", {"filter": {"email": "é" * 3000}}, "filter"),  # short, but three times longer encoded
+        ("list_companies", {"pass_through": {"q": "y" * 100_000}}, "pass_through"),
+        ("list_leads", {"pass_through": {"a": "z" * 9000}}, "pass_through"),
+    ],
+)
+def test_over_long_query_values_get_a_specific_error(
+    session: BlockingSession, tool: str, arguments: dict[str, Any], field: str
+) -> None:
+    result = session.call(tool, arguments)
+    text = text_of(result)
+    assert result.is_error
+    assert text.startswith(f"Invalid argument `{field}` for `{tool}`: is too long:"), text
+    assert "characters once encoded, and the whole query may be at most 8000; use shorter values" in text
+    assert "Nothing was sent" in text and "failed inside the server" not in text
+    _no_internals(tool, arguments, result)
+    assert_serving(session)
