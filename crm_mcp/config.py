@@ -11,8 +11,9 @@ framework, and start-up time is paid by every desktop client launch.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 DEFAULT_BASE_URL = "https://unify.apideck.com"
 SANDBOX_API_KEY = "sandbox-key"  # the embedded sandbox accepts any key; this one is not a secret
@@ -25,6 +26,21 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class OAuthSettings:
+    """HTTP mode as an OAuth 2.1 resource server (`crm_mcp.auth`): which authorization server
+    issues the tokens, this server's resource URI (the audience tokens must be bound to), and the
+    claim that names each user's Apideck consumer."""
+
+    issuer: str  # CRM_MCP_OAUTH_ISSUER, exactly as the authorization server's metadata spells it
+    resource: str  # CRM_MCP_OAUTH_RESOURCE, the public URL of the MCP endpoint, e.g. https://crm.example.com/mcp
+    consumer_claim: str = "sub"  # CRM_MCP_OAUTH_CONSUMER_CLAIM
+    # RFC 7662 introspection of opaque tokens: this server's client at the authorization server
+    introspection_client_id: str | None = None  # CRM_MCP_OAUTH_INTROSPECTION_CLIENT_ID
+    introspection_client_secret: str | None = field(default=None, repr=False)  # ..._CLIENT_SECRET
+    jwks_refetch_seconds: float = 30.0  # an unknown key id refetches the key set at most this often
+
+
+@dataclass(frozen=True)
 class Settings:
     api_key: str = field(repr=False)
     app_id: str
@@ -32,11 +48,14 @@ class Settings:
     service_id: str | None = None
     base_url: str = DEFAULT_BASE_URL
     sandbox: bool = False  # True: start the embedded sandbox and talk to it
+    oauth: OAuthSettings | None = None  # HTTP mode: callers authenticate with OAuth access tokens
 
     @property
     def secrets(self) -> tuple[str, ...]:
         """Values that must never be written anywhere (logs, errors, results)."""
-        return (self.api_key,) if self.api_key and not self.sandbox else ()
+        own = (self.api_key,) if self.api_key and not self.sandbox else ()
+        introspection = self.oauth.introspection_client_secret if self.oauth else None
+        return (*own, introspection) if introspection else own
 
     def describe(self) -> str:
         """One line for the startup log and the server's instructions; no secrets."""
@@ -54,6 +73,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         value = env.get(name, "").strip()
         return value or None
 
+    oauth = oauth_settings_from_env(get)
     api_key = get("APIDECK_API_KEY")
     app_id = get("APIDECK_APP_ID")
     consumer_id = get("APIDECK_CONSUMER_ID")
@@ -74,6 +94,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
             service_id=service_id,
             base_url="",  # filled in when the embedded sandbox starts
             sandbox=True,
+            oauth=oauth,
         )
     missing = [n for n, v in (("APIDECK_APP_ID", app_id), ("APIDECK_CONSUMER_ID", consumer_id)) if not v]
     if missing:
@@ -91,4 +112,49 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         consumer_id=consumer_id,
         service_id=service_id,
         base_url=(base_url or DEFAULT_BASE_URL).rstrip("/"),
+        oauth=oauth,
+    )
+
+
+def _is_loopback_url(url: str) -> bool:
+    return (urlsplit(url).hostname or "") in ("localhost", "127.0.0.1", "::1")
+
+
+def _check_url(name: str, url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme != "https" and not (parts.scheme == "http" and _is_loopback_url(url)):
+        raise ConfigError(f"{name} must be an https:// URL (http:// only on localhost), got {url!r}")
+    if not parts.hostname or parts.fragment:
+        raise ConfigError(f"{name} must be an absolute URL with a host and no #fragment, got {url!r}")
+
+
+def oauth_settings_from_env(get: Callable[[str], str | None]) -> OAuthSettings | None:
+    """The CRM_MCP_OAUTH_* variables (None when CRM_MCP_OAUTH_ISSUER is unset). Raises ConfigError."""
+    issuer = get("CRM_MCP_OAUTH_ISSUER")
+    resource = get("CRM_MCP_OAUTH_RESOURCE")
+    claim = get("CRM_MCP_OAUTH_CONSUMER_CLAIM")
+    client_id = get("CRM_MCP_OAUTH_INTROSPECTION_CLIENT_ID")
+    client_secret = get("CRM_MCP_OAUTH_INTROSPECTION_CLIENT_SECRET")
+    if issuer is None:
+        stray = [n for n, v in (("CRM_MCP_OAUTH_RESOURCE", resource), ("CRM_MCP_OAUTH_CONSUMER_CLAIM", claim),
+                                ("CRM_MCP_OAUTH_INTROSPECTION_CLIENT_ID", client_id)) if v]
+        if stray:
+            raise ConfigError(f"{', '.join(stray)} set but CRM_MCP_OAUTH_ISSUER is not: set the authorization "
+                              "server's issuer URL to turn OAuth on, or unset them.")
+        return None
+    if resource is None:
+        raise ConfigError("CRM_MCP_OAUTH_ISSUER is set but CRM_MCP_OAUTH_RESOURCE is not: set it to this server's "
+                          "public MCP URL (e.g. https://crm.example.com/mcp), the audience its tokens must carry.")
+    _check_url("CRM_MCP_OAUTH_ISSUER", issuer)
+    _check_url("CRM_MCP_OAUTH_RESOURCE", resource)
+    if bool(client_id) != bool(client_secret):
+        raise ConfigError("CRM_MCP_OAUTH_INTROSPECTION_CLIENT_ID and CRM_MCP_OAUTH_INTROSPECTION_CLIENT_SECRET "
+                          "go together (this server's client at the authorization server, for RFC 7662 "
+                          "introspection of opaque tokens): set both or neither.")
+    return OAuthSettings(
+        issuer=issuer,
+        resource=resource,
+        consumer_claim=claim or "sub",
+        introspection_client_id=client_id,
+        introspection_client_secret=client_secret,
     )

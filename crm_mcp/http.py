@@ -84,12 +84,15 @@ def security_settings(host: str, port: int) -> TransportSecuritySettings:
 
 
 def build_http_app(server: Any, settings: Settings, *, host: str, port: int, token: str | None) -> ASGIApp:
-    """The ASGI app for `server`. Raises ConfigError for a non-loopback bind without a token."""
-    if not is_loopback(host) and not token:
+    """The ASGI app for `server`. Raises ConfigError for a non-loopback bind without a token or OAuth."""
+    if not is_loopback(host) and not token and settings.oauth is None:
         raise ConfigError(
             f"refusing to serve HTTP on {host}, which is not a loopback address, without a bearer token: "
-            f"set {TOKEN_ENV} (clients then send 'Authorization: Bearer <token>'), or bind 127.0.0.1."
+            f"set {TOKEN_ENV} (clients then send 'Authorization: Bearer <token>'), or OAuth "
+            "(CRM_MCP_OAUTH_ISSUER and CRM_MCP_OAUTH_RESOURCE), or bind 127.0.0.1."
         )
+    if token and settings.oauth is not None:  # both would claim the Authorization header
+        raise ConfigError(f"set either {TOKEN_ENV} or OAuth (CRM_MCP_OAUTH_ISSUER), not both.")
     app: ASGIApp = server.streamable_http_app(
         stateless_http=True,
         json_response=True,
@@ -97,7 +100,11 @@ def build_http_app(server: Any, settings: Settings, *, host: str, port: int, tok
         transport_security=security_settings(host, port),
         host=host,
     )
-    if token:
+    if settings.oauth is not None:  # OAuth 2.1 resource server (crm_mcp.auth)
+        from crm_mcp.auth.guard import OAuthGuard
+
+        app = OAuthGuard(app, settings, max_body_bytes=MAX_BODY_BYTES)
+    elif token:
         app = BearerTokenGuard(app, token)
     return app
 
@@ -113,6 +120,7 @@ def run_http(server: Any, settings: Settings, *, host: str, port: int) -> int:
     except ConfigError as exc:
         print(f"crm-mcp: configuration error: {exc}", file=sys.stderr)
         return 2
-    log.info("streamable HTTP at http://%s:%d/mcp%s", host, port, " (bearer token required)" if token else "")
+    guard = " (OAuth access token required)" if settings.oauth else " (bearer token required)" if token else ""
+    log.info("streamable HTTP at http://%s:%d/mcp%s", host, port, guard)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     return 0
