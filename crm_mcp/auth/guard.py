@@ -22,9 +22,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from mcp.server.auth.handlers.metadata import ProtectedResourceMetadataHandler
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
-from mcp.server.auth.routes import build_resource_metadata_url, create_protected_resource_routes
+from mcp.server.auth.routes import build_resource_metadata_url, cors_middleware
+from mcp.shared.auth import ProtectedResourceMetadata
 from pydantic import AnyHttpUrl
 from starlette.authentication import AuthCredentials
 from starlette.routing import Route
@@ -75,18 +77,19 @@ class OAuthGuard:
         self.max_body_bytes = max_body_bytes
         self.authorization_server = AuthorizationServer(self.oauth)
         self.validator = TokenValidator(self.oauth, self.authorization_server)
-        resource = AnyHttpUrl(self.oauth.resource)
-        self.metadata_url = str(build_resource_metadata_url(resource))
-        [route] = create_protected_resource_routes(
-            resource_url=resource,
-            authorization_servers=[AnyHttpUrl(self.oauth.issuer)],
-            scopes_supported=list(SCOPES),
-            resource_name="CRM (Apideck unified API)",
-        )
+        self.metadata_url = str(build_resource_metadata_url(AnyHttpUrl(self.oauth.resource)))
+        # validated from strings, so that the issuer keeps its exact spelling (no added "/")
+        metadata = ProtectedResourceMetadata.model_validate({
+            "resource": self.oauth.resource,
+            "authorization_servers": [self.oauth.issuer],
+            "scopes_supported": list(SCOPES),
+            "resource_name": "CRM (Apideck unified API)",
+        })
+        endpoint = cors_middleware(ProtectedResourceMetadataHandler(metadata).handle, ["GET", "OPTIONS"])
         # the resource's own path form, the root form, and the form for our local path (when a
         # proxy in front strips a prefix of the public path)
         paths = {urlsplit(self.metadata_url).path, ROOT_METADATA_PATH, ROOT_METADATA_PATH + mcp_path}
-        self.metadata_routes = {p: Route(p, endpoint=route.endpoint, methods=["GET", "OPTIONS"]) for p in paths}
+        self.metadata_routes = {p: Route(p, endpoint=endpoint, methods=["GET", "OPTIONS"]) for p in paths}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

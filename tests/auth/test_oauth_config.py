@@ -1,0 +1,77 @@
+"""OAuth settings (CRM_MCP_OAUTH_*): what turns OAuth on, what is refused at start-up, and that a
+public bind is served with OAuth (no static token) but not with both."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import httpx2
+import pytest
+
+from crm_mcp.config import ConfigError, OAuthSettings, settings_from_env
+from crm_mcp.http import build_http_app
+from crm_mcp.server import build_server
+
+ISSUER = "https://login.example.com/realms/crm"
+RESOURCE = "https://crm.example.com/mcp"
+
+
+def test_oauth_settings_from_the_environment() -> None:
+    settings = settings_from_env({
+        "CRM_MCP_OAUTH_ISSUER": ISSUER, "CRM_MCP_OAUTH_RESOURCE": RESOURCE,
+        "CRM_MCP_OAUTH_CONSUMER_CLAIM": "apideck_consumer",
+        "CRM_MCP_OAUTH_INTROSPECTION_CLIENT_ID": "crm-mcp", "CRM_MCP_OAUTH_INTROSPECTION_CLIENT_SECRET": "s3cret-rs",
+    })
+    assert settings.oauth == OAuthSettings(
+        issuer=ISSUER, resource=RESOURCE, consumer_claim="apideck_consumer",
+        introspection_client_id="crm-mcp", introspection_client_secret="s3cret-rs",
+    )
+    assert "s3cret-rs" in settings.secrets and "s3cret-rs" not in repr(settings)
+    assert settings_from_env({}).oauth is None
+    defaults = settings_from_env({"CRM_MCP_OAUTH_ISSUER": ISSUER, "CRM_MCP_OAUTH_RESOURCE": RESOURCE}).oauth
+    assert defaults is not None and defaults.consumer_claim == "sub" and defaults.introspection_client_id is None
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"CRM_MCP_OAUTH_ISSUER": ISSUER}, "CRM_MCP_OAUTH_RESOURCE is not"),
+        ({"CRM_MCP_OAUTH_RESOURCE": RESOURCE}, "CRM_MCP_OAUTH_ISSUER is not"),
+        ({"CRM_MCP_OAUTH_ISSUER": "http://login.example.com", "CRM_MCP_OAUTH_RESOURCE": RESOURCE},
+         "CRM_MCP_OAUTH_ISSUER must be an https:// URL"),
+        ({"CRM_MCP_OAUTH_ISSUER": ISSUER, "CRM_MCP_OAUTH_RESOURCE": "crm.example.com/mcp"},
+         "CRM_MCP_OAUTH_RESOURCE must be an https:// URL"),
+        ({"CRM_MCP_OAUTH_ISSUER": ISSUER, "CRM_MCP_OAUTH_RESOURCE": RESOURCE,
+          "CRM_MCP_OAUTH_INTROSPECTION_CLIENT_ID": "crm-mcp"}, "set both or neither"),
+    ],
+    ids=["no-resource", "no-issuer", "plain-http-issuer", "relative-resource", "half-introspection-client"],
+)
+def test_bad_oauth_settings_are_refused_at_start_up(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        settings_from_env(env)
+
+
+def test_loopback_issuers_may_use_plain_http() -> None:
+    settings = settings_from_env({"CRM_MCP_OAUTH_ISSUER": "http://127.0.0.1:9000",
+                                  "CRM_MCP_OAUTH_RESOURCE": "http://localhost:8000/mcp"})
+    assert settings.oauth is not None and settings.oauth.issuer == "http://127.0.0.1:9000"
+
+
+@pytest.mark.anyio
+async def test_a_public_bind_needs_oauth_or_the_static_token_not_both() -> None:
+    plain = settings_from_env({})
+    with_oauth = replace(plain, oauth=OAuthSettings(issuer=ISSUER, resource=RESOURCE))
+    with pytest.raises(ConfigError, match="without a bearer token"):
+        build_http_app(build_server(plain), plain, host="0.0.0.0", port=8000, token=None)
+    with pytest.raises(ConfigError, match="not both"):
+        build_http_app(build_server(with_oauth), with_oauth, host="0.0.0.0", port=8000, token="static")
+    app = build_http_app(build_server(with_oauth), with_oauth, host="0.0.0.0", port=8000, token=None)
+    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app), base_url="http://crm.example.com") as http:
+        metadata = await http.get("/.well-known/oauth-protected-resource/mcp")
+        refused = await http.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+    assert metadata.json()["authorization_servers"] == [ISSUER]
+    assert refused.status_code == 401
+    assert refused.headers["www-authenticate"] == (
+        'Bearer scope="crm:read", '
+        'resource_metadata="https://crm.example.com/.well-known/oauth-protected-resource/mcp"'
+    )
