@@ -48,11 +48,14 @@ def mcp_server(
 
 
 @asynccontextmanager
-async def session(url: str, token: str, headers: dict[str, str] | None = None) -> AsyncIterator[Client]:
-    """An MCP client session (the SDK's streamable HTTP client) sending `Authorization: Bearer <token>`."""
+async def session(
+    url: str, token: str, headers: dict[str, str] | None = None, *, mode: Any = "auto"
+) -> AsyncIterator[Client]:
+    """An MCP client session (the SDK's streamable HTTP client) sending `Authorization: Bearer <token>`;
+    `mode="legacy"` speaks the 2025-11-25 revision (initialize handshake) instead of the current one."""
     async with (
         httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}", **(headers or {})}, timeout=30) as http,
-        Client(streamable_http_client(url, http_client=http)) as client,
+        Client(streamable_http_client(url, http_client=http), mode=mode) as client,
     ):
         yield client
 

@@ -55,11 +55,12 @@ async def test_a_request_without_a_token_gets_401_naming_the_metadata_and_scope(
     assert httpx2.get(params["resource_metadata"]).status_code == 200
 
 
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_client_credentials_token_reaches_the_tools(
-    mcp_url: str, authorization_server: AuthorizationServer
+    mcp_url: str, authorization_server: AuthorizationServer, mode: str
 ) -> None:
     token = authorization_server.client_credentials("agent-a", resource=mcp_url)
-    async with session(mcp_url, token) as client:
+    async with session(mcp_url, token, mode=mode) as client:
         listed = await client.list_tools()
         names = {t.name for t in listed.tools}
         assert {"list_companies", "create_company", "delete_company", "log_interaction"} <= names

@@ -11,11 +11,17 @@ from typing import Any
 
 import httpx2
 import pytest
-from mcp_support import text_of
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
+from mcp_support import sandbox_settings, serve_in_thread, text_of
 from oauth_support import mcp_server, post, session, tools_call
 from oidc_support import AuthorizationServer
+from starlette.authentication import AuthCredentials
 
+from crm_mcp.client import Credentials
 from crm_mcp.selection import Selection
+from crm_mcp.server import build_server
+from crm_mcp.tenants import OAUTH_CALLER, OAuthCaller
 from crm_mcp.tools import operation_tools
 from crm_mcp.workflows import workflow_tools
 
@@ -80,3 +86,33 @@ async def test_discovery_mode_call_tool_needs_the_scope_of_the_tool_it_runs(
             assert {t.name for t in (await client.list_tools()).tools} == {"find_tools", "describe_tool", "call_tool"}
             got = await client.call_tool("call_tool", {"name": "get_company", "arguments": {"id": "com_001"}})
         assert not got.is_error and "Acme Corporation" in text_of(got)
+
+
+class ScopesInRequest:
+    """Stands in for the OAuth guard after it validated a token with `scopes`: what the guard puts
+    in the ASGI scope, without the guard's own 403, to show the server itself refuses a call."""
+
+    def __init__(self, app: Any, scopes: list[str]):
+        self.app = app
+        self.access = AccessToken(token="t", client_id="agent-a", scopes=scopes)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            credentials = Credentials(api_key="k", app_id="test-app", consumer_id=f"scoped-{uuid.uuid4().hex[:6]}")
+            scope = {**scope, "user": AuthenticatedUser(self.access), "auth": AuthCredentials(self.access.scopes),
+                     OAUTH_CALLER: OAuthCaller(credentials)}
+        await self.app(scope, receive, send)
+
+
+async def test_the_server_itself_checks_the_scope_of_the_tool_call_tool_runs(sandbox_server: Any) -> None:
+    settings = sandbox_settings(sandbox_server)
+    server = build_server(settings, selection=Selection(tool_mode="discover"))
+    app = ScopesInRequest(server.streamable_http_app(stateless_http=True, json_response=True), ["crm:read"])
+    with serve_in_thread(app) as port:
+        async with session(f"http://127.0.0.1:{port}/mcp", "unused") as client:
+            refused = await client.call_tool("call_tool", {"name": "delete_company", "arguments": {"id": "com_001"}})
+            allowed = await client.call_tool("call_tool", {"name": "get_company", "arguments": {"id": "com_001"}})
+    assert refused.is_error
+    assert text_of(refused) == ("delete_company needs the OAuth scope crm:delete, which your access token does not "
+                                "carry. Authorize again with that scope.")
+    assert not allowed.is_error and "Acme Corporation" in text_of(allowed)
