@@ -4,7 +4,8 @@
   and at its path-suffixed form for the resource (e.g. `.../oauth-protected-resource/mcp`);
 - answers a request without a bearer token 401 with `WWW-Authenticate: Bearer resource_metadata=...,
   scope=...`, and one with a bad token 401 with `error="invalid_token"` and the reason;
-- reads the JSON-RPC body of a POST and answers a tools/call the token lacks the scope for 403 with
+- reads the JSON-RPC body of a POST and answers a tools/call (or a read of `crm://pipelines`) the
+  token lacks the scope for 403 with
   `error="insufficient_scope", scope="<the scope that call needs>"` (the MCP spec's scope challenge;
   only the scope of this operation, as RFC 6750 §3.1 and the 2026-07-28 revision say);
 - hands the rest on with the token in the ASGI scope (`user`/`auth`, as Starlette's authentication
@@ -33,7 +34,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crm_mcp.auth.authorization_server import AuthorizationServer, AuthServerError
-from crm_mcp.auth.scopes import BASELINE, SCOPES, scope_for_call
+from crm_mcp.auth.scopes import BASELINE, SCOPES, scope_for_request
 from crm_mcp.auth.tokens import InvalidToken, TokenValidator
 from crm_mcp.client import Credentials
 from crm_mcp.config import OAuthSettings, Settings
@@ -169,19 +170,17 @@ def _bearer(scope: Scope) -> str | None:
 
 
 def _missing_scopes(body: bytes, granted: set[str]) -> list[str]:
-    """The scopes the tools/call messages in `body` need that `granted` lacks (none for other messages)."""
+    """The scopes the JSON-RPC requests in `body` need that `granted` lacks."""
     try:
         parsed = json.loads(body)
     except ValueError:
         return []  # not JSON: the transport answers it
     missing: list[str] = []
     for message in parsed if isinstance(parsed, list) else [parsed]:
-        if not isinstance(message, dict) or message.get("method") != "tools/call":
+        if not isinstance(message, dict) or not isinstance(message.get("method"), str):
             continue
         params = message.get("params")
-        if not isinstance(params, dict) or not isinstance(params.get("name"), str):
-            continue
-        needed = scope_for_call(params["name"], params.get("arguments"))
+        needed = scope_for_request(message["method"], params if isinstance(params, dict) else {})
         if needed is not None and needed not in granted and needed not in missing:
             missing.append(needed)
     return missing

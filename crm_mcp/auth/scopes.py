@@ -1,9 +1,10 @@
 """The OAuth scopes of the CRM tools, and which one a call needs.
 
-`crm:read` (list, get, search, overview), `crm:write` (create, update, log_interaction),
-`crm:delete` (delete). Discovery mode's meta-tools need none of their own: `find_tools` and
-`describe_tool` only show what the server offers, and `call_tool` needs the scope of the tool
-it runs.
+`crm:read` (list, get, search, overview, and the resource `crm://pipelines`), `crm:write`
+(create, update, log_interaction), `crm:delete` (delete). Discovery mode's meta-tools need none of
+their own: `find_tools` and `describe_tool` only show what the server offers, and `call_tool`
+needs the scope of the tool it runs. The `crm://fields/...` resources describe the contract, not
+anyone's CRM data, and need none.
 """
 
 from __future__ import annotations
@@ -48,6 +49,17 @@ def scope_for_call(name: str, arguments: Mapping[str, Any] | None) -> str | None
     if name == "call_tool" and isinstance(arguments, Mapping) and isinstance(arguments.get("name"), str):
         return scope_for_tool(arguments["name"])
     return scope_for_tool(name)
+
+
+def scope_for_request(method: str, params: Mapping[str, Any]) -> str | None:
+    """The scope a JSON-RPC request needs (None: any valid token may make it)."""
+    from crm_mcp.mcp_resources import PIPELINES_URI
+
+    if method == "tools/call" and isinstance(params.get("name"), str):
+        return scope_for_call(params["name"], params.get("arguments"))
+    if method == "resources/read" and params.get("uri") == PIPELINES_URI:
+        return READ
+    return None
 
 
 def allows(granted: Iterable[str], name: str) -> bool:

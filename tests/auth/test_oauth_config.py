@@ -3,10 +3,14 @@ public bind is served with OAuth (no static token) but not with both."""
 
 from __future__ import annotations
 
+import socket
+import time
 from dataclasses import replace
 
 import httpx2
+import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from crm_mcp.config import ConfigError, OAuthSettings, settings_from_env
 from crm_mcp.http import build_http_app
@@ -75,3 +79,22 @@ async def test_a_public_bind_needs_oauth_or_the_static_token_not_both() -> None:
         'Bearer scope="crm:read", '
         'resource_metadata="https://crm.example.com/.well-known/oauth-protected-resource/mcp"'
     )
+
+
+@pytest.mark.anyio
+async def test_an_unreachable_authorization_server_is_503_never_a_pass(caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket() as sock:  # a loopback port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        issuer = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    settings = replace(settings_from_env({}), oauth=OAuthSettings(issuer=issuer, resource="http://127.0.0.1:8000/mcp"))
+    app = build_http_app(build_server(settings), settings, host="127.0.0.1", port=8000, token=None)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    token = jwt.encode({"iss": issuer, "aud": "http://127.0.0.1:8000/mcp", "exp": int(time.time()) + 60},
+                       key, algorithm="RS256", headers={"kid": "k1"})
+    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app), base_url="http://127.0.0.1:8000") as http:
+        response = await http.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+                                   headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 503
+    assert response.json()["error"] == "temporarily_unavailable"
+    assert "cannot validate bearer tokens: no authorization server metadata" in caplog.text
+    assert token not in caplog.text

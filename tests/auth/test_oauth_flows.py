@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import httpx2
+import jwt
 import pytest
 from mcp_support import text_of
 from oauth_support import mcp_server, post, session
@@ -28,6 +29,12 @@ def challenge(response: httpx2.Response) -> dict[str, str]:
     header = response.headers["www-authenticate"]
     assert header.startswith("Bearer ")
     return dict(re.findall(r'(\w+)="([^"]*)"', header))
+
+
+def claims_for(authorization_server: AuthorizationServer, url: str) -> dict[str, Any]:
+    """Claims that would be accepted, for tokens forged here with another algorithm."""
+    return {"iss": authorization_server.issuer, "aud": url, "exp": int(time.time()) + 300, "scope": "crm:read",
+            "crm_consumer": "consumer-agent-a"}
 
 
 def metadata_url(mcp_url: str) -> str:
@@ -94,9 +101,13 @@ async def test_authorization_code_with_pkce_token_reaches_the_users_own_crm(
         (lambda a, url: a.client_credentials("agent-a", resource=url, issuer=a.impostor),
          "was not issued by"),
         (lambda a, url: "not-a-jwt-and-no-introspection", "not a JWT"),
+        (lambda a, url: jwt.encode(claims_for(a, url), "a-shared-secret-of-32-bytes-or-more", algorithm="HS256"),
+         "signed with 'HS256'"),
+        (lambda a, url: jwt.encode(claims_for(a, url), None, algorithm="none"), "signed with 'none'"),
         (lambda a, url: a.client_credentials("agent-a", resource=url)[:-6] + "AAAAAA", "not valid"),
     ],
-    ids=["wrong-audience", "wrong-issuer", "opaque-without-introspection", "bad-signature"],
+    ids=["wrong-audience", "wrong-issuer", "opaque-without-introspection", "shared-secret", "unsigned",
+         "bad-signature"],
 )
 async def test_a_bad_token_gets_401_invalid_token(
     mcp_url: str, authorization_server: AuthorizationServer, make_token: Any, reason: str

@@ -67,12 +67,17 @@ async def test_a_call_without_its_scope_gets_403_naming_the_scope(
     writer = authorization_server.client_credentials("agent-a", resource=mcp_url, scope="crm:read crm:write")
     delete = tools_call("delete_note", {"id": "not_001"})
     assert_insufficient_scope(post(mcp_url, delete, writer), "crm:delete", mcp_url)
+    pipelines = {"jsonrpc": "2.0", "id": 2, "method": "resources/read", "params": {"uri": "crm://pipelines"}}
+    write_only = authorization_server.client_credentials("agent-a", resource=mcp_url, scope="crm:write")
+    assert_insufficient_scope(post(mcp_url, pipelines, write_only), "crm:read", mcp_url)
     # nothing was created or deleted, and the calls the tokens allow still work
     async with session(mcp_url, writer) as client:
         found = await client.call_tool("list_companies", {"filter": {"name": name}})
         assert not found.is_error and name not in text_of(found)
         note = await client.call_tool("get_note", {"id": "not_001"})
         assert not note.is_error, text_of(note)
+        read = await client.read_resource("crm://pipelines")
+        assert "pip_1" in read.contents[0].text
 
 
 async def test_discovery_mode_call_tool_needs_the_scope_of_the_tool_it_runs(
