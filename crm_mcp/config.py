@@ -62,6 +62,8 @@ class Settings:
         if self.sandbox:
             return "embedded sandbox CRM (demo data; set APIDECK_API_KEY to use a real CRM)"
         service = f", service {self.service_id}" if self.service_id else ""
+        if self.oauth is not None:
+            return f"Apideck at {self.base_url}, each user's consumer from the token claim {self.oauth.consumer_claim}"
         return f"Apideck at {self.base_url}, consumer {self.consumer_id}{service}"
 
 
@@ -96,7 +98,9 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
             sandbox=True,
             oauth=oauth,
         )
-    missing = [n for n, v in (("APIDECK_APP_ID", app_id), ("APIDECK_CONSUMER_ID", consumer_id)) if not v]
+    # under OAuth each user's consumer comes from their token: APIDECK_CONSUMER_ID is optional
+    needed = (("APIDECK_APP_ID", app_id), ("APIDECK_CONSUMER_ID", consumer_id or (oauth and "from tokens")))
+    missing = [n for n, v in needed if not v]
     if missing:
         raise ConfigError(
             f"APIDECK_API_KEY is set but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not. "
@@ -105,11 +109,11 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         )
     if base_url and not base_url.startswith(("https://", "http://")):
         raise ConfigError(f"APIDECK_BASE_URL must start with https:// or http://, got {base_url!r}")
-    assert app_id is not None and consumer_id is not None
+    assert app_id is not None
     return Settings(
         api_key=api_key,
         app_id=app_id,
-        consumer_id=consumer_id,
+        consumer_id=consumer_id or "",
         service_id=service_id,
         base_url=(base_url or DEFAULT_BASE_URL).rstrip("/"),
         oauth=oauth,

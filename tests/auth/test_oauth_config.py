@@ -1,5 +1,6 @@
-"""OAuth settings (CRM_MCP_OAUTH_*): what turns OAuth on, what is refused at start-up, and that a
-public bind is served with OAuth (no static token) but not with both."""
+"""OAuth settings (CRM_MCP_OAUTH_*): what turns OAuth on, what is refused at start-up, that a
+public bind is served with OAuth (no static token) but not with both, and that an unreachable
+authorization server lets no token through."""
 
 from __future__ import annotations
 
@@ -53,6 +54,17 @@ def test_oauth_settings_from_the_environment() -> None:
 def test_bad_oauth_settings_are_refused_at_start_up(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         settings_from_env(env)
+
+
+def test_under_oauth_the_consumer_comes_from_tokens_not_the_environment() -> None:
+    settings = settings_from_env({"APIDECK_API_KEY": "sk_live", "APIDECK_APP_ID": "app",
+                                  "CRM_MCP_OAUTH_ISSUER": ISSUER, "CRM_MCP_OAUTH_RESOURCE": RESOURCE})
+    assert settings.consumer_id == ""
+    assert settings.describe() == (
+        "Apideck at https://unify.apideck.com, each user's consumer from the token claim sub"
+    )
+    with pytest.raises(ConfigError, match="APIDECK_CONSUMER_ID"):
+        settings_from_env({"APIDECK_API_KEY": "sk_live", "APIDECK_APP_ID": "app"})
 
 
 def test_loopback_issuers_may_use_plain_http() -> None:
