@@ -53,7 +53,7 @@ class AuthorizationServer:
         self._metadata: dict[str, Any] | None = None
         self._keys: dict[str | None, jwt.PyJWK] = {}
         self._keys_fetched_at: float | None = None
-        self.key_set_fetches = 0  # how often the key set was fetched (the rate limit is observable)
+        self._fetch_error: str | None = None  # why the last fetch of the keys failed
         self._lock = anyio.Lock()
 
     async def aclose(self) -> None:
@@ -95,7 +95,8 @@ class AuthorizationServer:
         return self._metadata
 
     async def signing_key(self, kid: str | None) -> jwt.PyJWK:
-        """The published key with id `kid` (the only key, when the token names none)."""
+        """The published key with id `kid` (the only key, when the token names none). Raises
+        UnknownKey, or AuthServerError while the last attempt to fetch the keys failed."""
         key = self._lookup(kid)
         if key is not None:
             return key
@@ -107,6 +108,8 @@ class AuthorizationServer:
                 await self._fetch_keys()
                 key = self._lookup(kid)
         if key is None:
+            if self._fetch_error is not None:
+                raise AuthServerError(self._fetch_error)
             raise UnknownKey(kid)
         return key
 
@@ -116,16 +119,20 @@ class AuthorizationServer:
         return self._keys.get(kid)
 
     async def _fetch_keys(self) -> None:
-        uri = (await self.metadata()).get("jwks_uri")
-        if not isinstance(uri, str):
-            raise AuthServerError("the authorization server's metadata has no jwks_uri")
-        self._keys_fetched_at = self._clock()
-        self.key_set_fetches += 1
-        body = await self._get_json(uri)
+        self._keys_fetched_at = self._clock()  # failures count too: the rate limit holds while it is down
         try:
-            key_set = jwt.PyJWKSet.from_dict(body)
-        except jwt.PyJWTError as exc:
-            raise AuthServerError(f"unusable key set at {uri}: {exc}") from None
+            uri = (await self.metadata()).get("jwks_uri")
+            if not isinstance(uri, str):
+                raise AuthServerError("the authorization server's metadata has no jwks_uri")
+            body = await self._get_json(uri)
+            try:
+                key_set = jwt.PyJWKSet.from_dict(body)
+            except jwt.PyJWTError as exc:
+                raise AuthServerError(f"unusable key set at {uri}: {exc}") from None
+        except AuthServerError as exc:
+            self._fetch_error = str(exc)
+            raise
+        self._fetch_error = None
         self._keys = {key.key_id: key for key in key_set.keys if key.public_key_use in (None, "sig")}
         log.info("fetched %d signing keys from %s", len(self._keys), uri)
 

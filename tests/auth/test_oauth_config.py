@@ -4,14 +4,15 @@ authorization server lets no token through."""
 
 from __future__ import annotations
 
-import socket
 import time
 from dataclasses import replace
+from typing import Any
 
 import httpx2
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from mcp_support import serve_in_thread
 
 from crm_mcp.config import ConfigError, OAuthSettings, settings_from_env
 from crm_mcp.http import build_http_app
@@ -93,20 +94,41 @@ async def test_a_public_bind_needs_oauth_or_the_static_token_not_both() -> None:
     )
 
 
+class FailingAuthorizationServer:
+    """An authorization server that answers every request HTTP 500, and counts them."""
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        self.requests.append(scope["path"])
+        await send({"type": "http.response.start", "status": 500, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
 @pytest.mark.anyio
-async def test_an_unreachable_authorization_server_is_503_never_a_pass(caplog: pytest.LogCaptureFixture) -> None:
-    with socket.socket() as sock:  # a loopback port nothing listens on
-        sock.bind(("127.0.0.1", 0))
-        issuer = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    settings = replace(settings_from_env({}), oauth=OAuthSettings(issuer=issuer, resource="http://127.0.0.1:8000/mcp"))
-    app = build_http_app(build_server(settings), settings, host="127.0.0.1", port=8000, token=None)
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    token = jwt.encode({"iss": issuer, "aud": "http://127.0.0.1:8000/mcp", "exp": int(time.time()) + 60},
-                       key, algorithm="RS256", headers={"kid": "k1"})
-    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app), base_url="http://127.0.0.1:8000") as http:
-        response = await http.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
-                                   headers={"Authorization": f"Bearer {token}"})
-    assert response.status_code == 503
-    assert response.json()["error"] == "temporarily_unavailable"
-    assert "cannot validate bearer tokens: no authorization server metadata" in caplog.text
+async def test_a_failing_authorization_server_is_503_never_a_pass(caplog: pytest.LogCaptureFixture) -> None:
+    failing = FailingAuthorizationServer()
+    with serve_in_thread(failing) as as_port:
+        issuer = f"http://127.0.0.1:{as_port}"
+        oauth = OAuthSettings(issuer=issuer, resource="http://127.0.0.1:8000/mcp")
+        settings = replace(settings_from_env({}), oauth=oauth)
+        app = build_http_app(build_server(settings), settings, host="127.0.0.1", port=8000, token=None)
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        token = jwt.encode({"iss": issuer, "aud": oauth.resource, "exp": int(time.time()) + 60},
+                           key, algorithm="RS256", headers={"kid": "k1"})
+        transport = httpx2.ASGITransport(app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as http:
+            for _ in range(2):
+                response = await http.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+                                           headers={"Authorization": f"Bearer {token}"})
+                assert response.status_code == 503
+                assert response.json()["error"] == "temporarily_unavailable"
+    # the metadata was asked for once (both well-known forms); the second token waited out the window
+    assert failing.requests == ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"]
+    refusals = [r.getMessage() for r in caplog.records if r.name == "crm_mcp.auth"]
+    assert len(refusals) == 2
+    assert all(m.startswith("cannot validate bearer tokens: no authorization server metadata") for m in refusals)
     assert token not in caplog.text
