@@ -26,7 +26,7 @@ class InvalidToken(Exception):
 
 
 def _scopes(claims: Mapping[str, Any]) -> list[str]:
-    """`scope` (a space-separated string, RFC 9068/7662) or `scp` (a list, as some servers send)."""
+    """`scope` (a space-separated string, RFC 9068/7662) or `scp` (a string or a list, as Entra ID and Okta send)."""
     value = claims.get("scope", claims.get("scp", ""))
     if isinstance(value, str):
         return value.split()

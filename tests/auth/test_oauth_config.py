@@ -1,6 +1,6 @@
 """OAuth settings (CRM_MCP_OAUTH_*): what turns OAuth on, what is refused at start-up, that a
 public bind is served with OAuth (no static token) but not with both, and that an unreachable
-authorization server lets no token through."""
+authorization server (or one that fails) lets no token through."""
 
 from __future__ import annotations
 
