@@ -111,27 +111,34 @@ class AuthorizationServer:
         verifier = secrets.token_urlsafe(48)
         challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
         state = secrets.token_urlsafe(16)
-        with httpx2.Client(timeout=10, follow_redirects=False) as browser:  # keeps the interaction cookies
-            response = browser.get(f"{self.issuer}/auth", params={
-                "client_id": "desktop", "response_type": "code", "redirect_uri": REDIRECT_URI, "scope": scope,
-                "resource": resource, "code_challenge": challenge, "code_challenge_method": "S256", "state": state,
-            })
-            for form in ({"prompt": "login", "login": account, "password": "any"}, {"prompt": "consent"}):
-                while response.status_code in (302, 303) and not response.headers["location"].startswith(REDIRECT_URI):
-                    response = browser.get(urljoin(str(response.url), response.headers["location"]))
-                assert response.status_code == 200, response.text
-                action = re.search(r'<form[^>]*action="([^"]+)"', response.text)
-                assert action, response.text
-                response = browser.post(urljoin(str(response.url), action.group(1)), data=form)
-            while not response.headers.get("location", "").startswith(REDIRECT_URI):
-                assert response.status_code in (302, 303), response.text
-                response = browser.get(urljoin(str(response.url), response.headers["location"]))
-        query = parse_qs(urlsplit(response.headers["location"]).query)
-        assert query["state"] == [state]
+        query = sign_in(f"{self.issuer}/auth", account, params={
+            "client_id": "desktop", "response_type": "code", "redirect_uri": REDIRECT_URI, "scope": scope,
+            "resource": resource, "code_challenge": challenge, "code_challenge_method": "S256", "state": state,
+        })
+        assert query["state"] == state
         return self._token(self.issuer, {
-            "grant_type": "authorization_code", "code": query["code"][0], "redirect_uri": REDIRECT_URI,
+            "grant_type": "authorization_code", "code": query["code"], "redirect_uri": REDIRECT_URI,
             "code_verifier": verifier, "client_id": "desktop", "resource": resource,
         })
+
+
+def sign_in(authorization_url: str, account: str, params: dict[str, str] | None = None) -> dict[str, str]:
+    """What a user does in the browser: open the authorization URL, sign in as `account` and
+    consent on oidc-provider's own HTML forms; returns the parameters of the redirect back to
+    REDIRECT_URI (`code`, `state`, `iss`)."""
+    with httpx2.Client(timeout=10, follow_redirects=False) as browser:  # keeps the interaction cookies
+        response = browser.get(authorization_url, params=params)
+        for form in ({"prompt": "login", "login": account, "password": "any"}, {"prompt": "consent"}):
+            while response.status_code in (302, 303) and not response.headers["location"].startswith(REDIRECT_URI):
+                response = browser.get(urljoin(str(response.url), response.headers["location"]))
+            assert response.status_code == 200, response.text
+            action = re.search(r'<form[^>]*action="([^"]+)"', response.text)
+            assert action, response.text
+            response = browser.post(urljoin(str(response.url), action.group(1)), data=form)
+        while not response.headers.get("location", "").startswith(REDIRECT_URI):
+            assert response.status_code in (302, 303), response.text
+            response = browser.get(urljoin(str(response.url), response.headers["location"]))
+    return {k: v[0] for k, v in parse_qs(urlsplit(response.headers["location"]).query).items()}
 
 
 def free_port() -> socket.socket:

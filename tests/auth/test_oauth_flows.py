@@ -9,12 +9,17 @@ import re
 import time
 from typing import Any
 
+import anyio
 import httpx2
 import jwt
 import pytest
+from mcp.client import Client
+from mcp.client.auth import OAuthClientProvider
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 from mcp_support import text_of
 from oauth_support import mcp_server, post, session
-from oidc_support import AuthorizationServer
+from oidc_support import REDIRECT_URI, AuthorizationServer, sign_in
 
 from crm_mcp.auth.tokens import LEEWAY_SECONDS
 
@@ -165,3 +170,57 @@ async def test_opaque_tokens_are_introspected(sandbox_server: Any, authorization
         refused = post(url, INITIALIZE, elsewhere)
         assert refused.status_code == 401
         assert "was not issued for this resource" in challenge(refused)["error_description"]
+
+
+class MemoryTokenStorage:
+    """The SDK client's token storage: the pre-registered public client `desktop`, tokens in memory."""
+
+    def __init__(self) -> None:
+        self.tokens: OAuthToken | None = None
+
+    async def get_tokens(self) -> OAuthToken | None:
+        return self.tokens
+
+    async def set_tokens(self, tokens: OAuthToken) -> None:
+        self.tokens = tokens
+
+    async def get_client_info(self) -> OAuthClientInformationFull:
+        return OAuthClientInformationFull(client_id="desktop", redirect_uris=[REDIRECT_URI],
+                                          token_endpoint_auth_method="none", grant_types=["authorization_code"])
+
+    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
+        raise AssertionError("the client is pre-registered")
+
+
+async def test_the_sdk_oauth_client_discovers_signs_in_and_steps_up_scope(
+    mcp_url: str, authorization_server: AuthorizationServer
+) -> None:
+    """The MCP SDK's own OAuth client, knowing only our URL: 401 -> protected resource metadata ->
+    the authorization server -> sign-in with PKCE for the scope the 401 names (crm:read); a write
+    then gets 403 insufficient_scope, and the client signs in again for crm:write and retries."""
+    signed_in: list[dict[str, str]] = []
+
+    async def redirect_handler(authorization_url: str) -> None:
+        signed_in.append(await anyio.to_thread.run_sync(sign_in, authorization_url, "carol"))
+
+    async def callback_handler() -> AuthorizationCodeResult:
+        return AuthorizationCodeResult(**signed_in[-1])
+
+    storage = MemoryTokenStorage()
+    auth = OAuthClientProvider(
+        mcp_url, OAuthClientMetadata(redirect_uris=[REDIRECT_URI], token_endpoint_auth_method="none"),
+        storage, redirect_handler=redirect_handler, callback_handler=callback_handler,
+    )
+    async with (
+        httpx2.AsyncClient(auth=auth, timeout=30) as http,
+        Client(streamable_http_client(mcp_url, http_client=http)) as client,
+    ):
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert storage.tokens is not None and storage.tokens.scope == "crm:read"
+        assert "get_company" in names and "create_company" not in names
+        made = await client.call_tool("create_company", {"name": "Carol's Company"})
+        assert not made.is_error, text_of(made)
+        assert set(storage.tokens.scope.split()) == {"crm:read", "crm:write"}
+        found = await client.call_tool("get_company", {"id": made.structured_content["id"]})
+    assert "Carol's Company" in text_of(found)
+    assert len(signed_in) == 2 and all(s["iss"] == authorization_server.issuer for s in signed_in)
