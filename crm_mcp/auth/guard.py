@@ -128,8 +128,13 @@ class OAuthGuard:
                                     "error_description": "the authorization server cannot be reached; retry later"})
             return
         if scope["method"] == "POST":
-            receive, body = await _peek_body(receive, self.max_body_bytes)
-            needed = _missing_scopes(body, set(access.scopes)) if body is not None else []
+            body = await _read_body(receive, self.max_body_bytes)
+            if body is None:  # too large to check what it asks (or the client left): fail closed
+                limit = f"request bodies are limited to {self.max_body_bytes} bytes"
+                await _json(send, 413, {"error": "request_too_large", "error_description": limit})
+                return
+            receive = _replay(body, receive)
+            needed = _missing_scopes(body, set(access.scopes))
             if needed:
                 log.info("client=%s sub=%s lacks scope %s", access.client_id, access.subject, " ".join(needed))
                 await self._challenge(send, 403, "insufficient_scope", f"this call needs {' '.join(needed)}", needed)
@@ -186,30 +191,29 @@ def _missing_scopes(body: bytes, granted: set[str]) -> list[str]:
     return missing
 
 
-async def _peek_body(receive: Receive, limit: int) -> tuple[Receive, bytes | None]:
-    """Read the request body (up to `limit` bytes) and a `receive` that replays it; the body is None
-    when it is larger (the transport refuses it) or the client went away."""
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The request body, or None when it is larger than `limit` bytes or the client went away."""
     chunks: list[bytes] = []
     size = 0
-    more = True
-    while more and size <= limit:
+    while True:
         message = await receive()
         if message["type"] != "http.request":
-            return _replay([message], receive), None
+            return None
         chunk = message.get("body", b"")
-        chunks.append(chunk)
         size += len(chunk)
-        more = message.get("more_body", False)
-    body = b"".join(chunks)
-    replayed: Message = {"type": "http.request", "body": body, "more_body": more}
-    return _replay([replayed], receive), None if more else body
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
-def _replay(messages: list[Message], receive: Receive) -> Callable[[], Awaitable[Message]]:
-    pending = list(messages)
+def _replay(body: bytes, receive: Receive) -> Callable[[], Awaitable[Message]]:
+    """A `receive` that gives the app the body already read, then whatever comes next (a disconnect)."""
+    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": False}]
 
     async def replay() -> Message:
-        return pending.pop(0) if pending else await receive()
+        return pending.pop() if pending else await receive()
 
     return replay
 

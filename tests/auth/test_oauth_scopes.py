@@ -19,6 +19,7 @@ from oidc_support import AuthorizationServer
 from starlette.authentication import AuthCredentials
 
 from crm_mcp.client import Credentials
+from crm_mcp.http import MAX_BODY_BYTES
 from crm_mcp.selection import Selection
 from crm_mcp.server import build_server
 from crm_mcp.tenants import OAUTH_CALLER, OAuthCaller
@@ -121,3 +122,13 @@ async def test_the_server_itself_checks_the_scope_of_the_tool_call_tool_runs(san
     assert text_of(refused) == ("delete_company needs the OAuth scope crm:delete, which your access token does not "
                                 "carry. Authorize again with that scope.")
     assert not allowed.is_error and "Acme Corporation" in text_of(allowed)
+
+
+async def test_a_body_too_large_to_check_is_refused_not_passed(
+    mcp_url: str, authorization_server: AuthorizationServer
+) -> None:
+    reader = authorization_server.client_credentials("agent-a", resource=mcp_url, scope="crm:read")
+    huge = tools_call("create_note", {"title": "x", "content": "y" * (MAX_BODY_BYTES + 1)})
+    response = post(mcp_url, huge, reader)
+    assert response.status_code == 413
+    assert response.json()["error"] == "request_too_large"
