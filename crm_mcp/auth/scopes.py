@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from functools import cache
 from typing import Any
 
+from crm_mcp.tenants import OAUTH_CALLER
 from crm_mcp.tools import ToolDef
 
 READ, WRITE, DELETE = "crm:read", "crm:write", "crm:delete"
@@ -53,7 +54,7 @@ def scope_for_call(name: str, arguments: Mapping[str, Any] | None) -> str | None
 
 def scope_for_request(method: str, params: Mapping[str, Any]) -> str | None:
     """The scope a JSON-RPC request needs (None: any valid token may make it)."""
-    from crm_mcp.mcp_resources import PIPELINES_URI
+    from crm_mcp.mcp_resources import PIPELINES_URI  # the server imports its resources module lazily too
 
     if method == "tools/call" and isinstance(params.get("name"), str):
         return scope_for_call(params["name"], params.get("arguments"))
@@ -71,8 +72,6 @@ def allows(granted: Iterable[str], name: str) -> bool:
 def granted_scopes(request: Any) -> frozenset[str] | None:
     """The scopes of the access token an MCP request came with (None when it did not come through
     OAuth: stdio, or HTTP without it)."""
-    from crm_mcp.tenants import OAUTH_CALLER
-
     scope = getattr(request, "scope", None) or {}
     if OAUTH_CALLER not in scope:
         return None
