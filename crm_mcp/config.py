@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 DEFAULT_BASE_URL = "https://unify.apideck.com"
 SANDBOX_API_KEY = "sandbox-key"  # the embedded sandbox accepts any key; this one is not a secret
@@ -41,6 +42,21 @@ HTTP_LIMITS: dict[str, tuple[float, float, float]] = {
 
 class ConfigError(ValueError):
     """A setting is missing or contradicts another; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class OAuthSettings:
+    """HTTP mode as an OAuth 2.1 resource server (`crm_mcp.auth`): which authorization server
+    issues the tokens, this server's resource URI (the audience tokens must be bound to), and the
+    claim that names each user's Apideck consumer."""
+
+    issuer: str  # CRM_MCP_OAUTH_ISSUER, exactly as the authorization server's metadata spells it
+    resource: str  # CRM_MCP_OAUTH_RESOURCE, the public URL of the MCP endpoint, e.g. https://crm.example.com/mcp
+    consumer_claim: str = "sub"  # CRM_MCP_OAUTH_CONSUMER_CLAIM
+    # RFC 7662 introspection of opaque tokens: this server's client at the authorization server
+    introspection_client_id: str | None = None  # CRM_MCP_OAUTH_INTROSPECTION_CLIENT_ID
+    introspection_client_secret: str | None = field(default=None, repr=False)  # ..._CLIENT_SECRET
+    jwks_refetch_seconds: float = 30.0  # an unknown key id refetches the key set at most this often
 
 
 @dataclass(frozen=True)
@@ -70,17 +86,22 @@ class Settings:
     # when on, optionally limited to these consumers (CRM_MCP_ALLOWED_CONSUMERS=a,b).
     per_call_consumer: bool = False
     allowed_consumers: frozenset[str] | None = None
+    oauth: OAuthSettings | None = None  # HTTP mode: callers authenticate with OAuth access tokens
 
     @property
     def secrets(self) -> tuple[str, ...]:
         """Values that must never be written anywhere (logs, errors, results)."""
-        return (self.api_key,) if self.api_key and not self.sandbox else ()
+        own = (self.api_key,) if self.api_key and not self.sandbox else ()
+        introspection = self.oauth.introspection_client_secret if self.oauth else None
+        return (*own, introspection) if introspection else own
 
     def describe(self) -> str:
         """One line for the startup log and the server's instructions; no secrets."""
         if self.sandbox:
             return "embedded sandbox CRM (demo data; set APIDECK_API_KEY to use a real CRM)"
         service = f", service {self.service_id}" if self.service_id else ""
+        if self.oauth is not None:
+            return f"Apideck at {self.base_url}, each user's consumer from the token claim {self.oauth.consumer_claim}"
         return f"Apideck at {self.base_url}, consumer {self.consumer_id}{service}"
 
 
@@ -93,6 +114,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         return value or None
 
     http = _http_settings(env)
+    oauth = oauth_settings_from_env(get)
     api_key = get("APIDECK_API_KEY")
     app_id = get("APIDECK_APP_ID")
     consumer_id = get("APIDECK_CONSUMER_ID")
@@ -116,8 +138,11 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
             sandbox=True,
             **http,
             **switching,
+            oauth=oauth,
         )
-    missing = [n for n, v in (("APIDECK_APP_ID", app_id), ("APIDECK_CONSUMER_ID", consumer_id)) if not v]
+    # under OAuth each user's consumer comes from their token: APIDECK_CONSUMER_ID is optional
+    needed = (("APIDECK_APP_ID", app_id), ("APIDECK_CONSUMER_ID", consumer_id or (oauth and "from tokens")))
+    missing = [n for n, v in needed if not v]
     if missing:
         raise ConfigError(
             f"APIDECK_API_KEY is set but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not. "
@@ -126,15 +151,60 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         )
     if base_url and not base_url.startswith(("https://", "http://")):
         raise ConfigError(f"APIDECK_BASE_URL must start with https:// or http://, got {base_url!r}")
-    assert app_id is not None and consumer_id is not None
+    assert app_id is not None
     return Settings(
         api_key=api_key,
         app_id=app_id,
-        consumer_id=consumer_id,
+        consumer_id=consumer_id or "",
         service_id=service_id,
         base_url=(base_url or DEFAULT_BASE_URL).rstrip("/"),
         **http,
         **switching,
+        oauth=oauth,
+    )
+
+
+def _is_loopback_url(url: str) -> bool:
+    return (urlsplit(url).hostname or "") in ("localhost", "127.0.0.1", "::1")
+
+
+def _check_url(name: str, url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme != "https" and not (parts.scheme == "http" and _is_loopback_url(url)):
+        raise ConfigError(f"{name} must be an https:// URL (http:// only on localhost), got {url!r}")
+    if not parts.hostname or parts.fragment:
+        raise ConfigError(f"{name} must be an absolute URL with a host and no #fragment, got {url!r}")
+
+
+def oauth_settings_from_env(get: Callable[[str], str | None]) -> OAuthSettings | None:
+    """The CRM_MCP_OAUTH_* variables (None when CRM_MCP_OAUTH_ISSUER is unset). Raises ConfigError."""
+    issuer = get("CRM_MCP_OAUTH_ISSUER")
+    resource = get("CRM_MCP_OAUTH_RESOURCE")
+    claim = get("CRM_MCP_OAUTH_CONSUMER_CLAIM")
+    client_id = get("CRM_MCP_OAUTH_INTROSPECTION_CLIENT_ID")
+    client_secret = get("CRM_MCP_OAUTH_INTROSPECTION_CLIENT_SECRET")
+    if issuer is None:
+        stray = [n for n, v in (("CRM_MCP_OAUTH_RESOURCE", resource), ("CRM_MCP_OAUTH_CONSUMER_CLAIM", claim),
+                                ("CRM_MCP_OAUTH_INTROSPECTION_CLIENT_ID", client_id)) if v]
+        if stray:
+            raise ConfigError(f"{', '.join(stray)} set but CRM_MCP_OAUTH_ISSUER is not: set the authorization "
+                              "server's issuer URL to turn OAuth on, or unset them.")
+        return None
+    if resource is None:
+        raise ConfigError("CRM_MCP_OAUTH_ISSUER is set but CRM_MCP_OAUTH_RESOURCE is not: set it to this server's "
+                          "public MCP URL (e.g. https://crm.example.com/mcp), the audience its tokens must carry.")
+    _check_url("CRM_MCP_OAUTH_ISSUER", issuer)
+    _check_url("CRM_MCP_OAUTH_RESOURCE", resource)
+    if bool(client_id) != bool(client_secret):
+        raise ConfigError("CRM_MCP_OAUTH_INTROSPECTION_CLIENT_ID and CRM_MCP_OAUTH_INTROSPECTION_CLIENT_SECRET "
+                          "go together (this server's client at the authorization server, for RFC 7662 "
+                          "introspection of opaque tokens): set both or neither.")
+    return OAuthSettings(
+        issuer=issuer,
+        resource=resource,
+        consumer_claim=claim or "sub",
+        introspection_client_id=client_id,
+        introspection_client_secret=client_secret,
     )
 
 

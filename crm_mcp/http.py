@@ -162,18 +162,22 @@ class PostOnly:
         await self.app(scope, receive, send)
 
 
-def check_bind(host: str, token: str | None) -> None:
-    """Raises ConfigError for a token no client could send, or a public bind without a long token."""
+def check_bind(host: str, token: str | None, *, oauth: bool = False) -> None:
+    """Raises ConfigError for a token no client could send, both a token and OAuth, or a public bind
+    with neither OAuth nor a long token."""
     if token is not None and token != token.strip():
         raise ConfigError(
             f"{TOKEN_ENV} has leading or trailing whitespace, which no client can send in a header: remove it."
         )
-    if is_loopback(host):
+    if token and oauth:  # both would claim the Authorization header
+        raise ConfigError(f"set either {TOKEN_ENV} or OAuth (CRM_MCP_OAUTH_ISSUER), not both.")
+    if is_loopback(host) or (oauth and not token):
         return
     if not token:
         raise ConfigError(
             f"refusing to serve HTTP on {host}, which is not a loopback address, without a bearer token: "
-            f"set {TOKEN_ENV} (clients then send 'Authorization: Bearer <token>'), or bind 127.0.0.1."
+            f"set {TOKEN_ENV} (clients then send 'Authorization: Bearer <token>'), or OAuth "
+            "(CRM_MCP_OAUTH_ISSUER and CRM_MCP_OAUTH_RESOURCE), or bind 127.0.0.1."
         )
     if len(token) < MIN_PUBLIC_TOKEN_CHARS:
         raise ConfigError(
@@ -194,7 +198,7 @@ def host_guard(app: ASGIApp, settings: Settings, *, host: str, port: int) -> Hos
 def build_http_app(server: Any, settings: Settings, *, host: str, port: int, token: str | None) -> ASGIApp:
     """The ASGI app for `server`, the layers listed outermost first in the order a request meets
     them. Raises ConfigError (see `check_bind`)."""
-    check_bind(host, token)
+    check_bind(host, token, oauth=settings.oauth is not None)
     app: ASGIApp = server.streamable_http_app(
         stateless_http=True,
         json_response=True,
@@ -208,7 +212,11 @@ def build_http_app(server: Any, settings: Settings, *, host: str, port: int, tok
     app = AnswerWithin(app, seconds=settings.request_timeout)
     app = PostOnly(app)
     app = host_guard(app, settings, host=host, port=port)
-    if token:
+    if settings.oauth is not None:  # OAuth 2.1 resource server (crm_mcp.auth)
+        from crm_mcp.auth.guard import OAuthGuard
+
+        app = OAuthGuard(app, settings, max_body_bytes=MAX_BODY_BYTES)
+    elif token:
         app = BearerTokenGuard(app, token)
     return HealthCheck(app)
 
@@ -222,7 +230,8 @@ def run_http(server: Any, settings: Settings, *, host: str, port: int) -> int:
     except ConfigError as exc:
         print(f"crm-mcp: configuration error: {exc}", file=sys.stderr)
         return 2
-    log.info("streamable HTTP at http://%s:%d/mcp%s", host, port, " (bearer token required)" if token else "")
+    guard = " (OAuth access token required)" if settings.oauth else " (bearer token required)" if token else ""
+    log.info("streamable HTTP at http://%s:%d/mcp%s", host, port, guard)
     if host in _ALL_ADDRESSES:
         log.info("clients may use any IP address of this machine as the host; to use a DNS name, "
                  "set %s=<name>:%d", ALLOWED_HOSTS_ENV, port)

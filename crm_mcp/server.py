@@ -18,6 +18,7 @@ from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
 
 from crm_mcp import __version__
+from crm_mcp.auth.scopes import allowed_tools, granted_scopes, scope_refusal
 from crm_mcp.config import Settings
 from crm_mcp.runtime import CrmRuntime, ToolResult
 from crm_mcp.selection import Selection, ToolSet, select_tools
@@ -113,8 +114,9 @@ def build_server(
         finally:
             await runtime.aclose()
 
-    async def list_tools(_ctx: Any, _params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
-        return listed
+    async def list_tools(ctx: Any, _params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
+        granted = granted_scopes(ctx.request)  # OAuth hook: only the tools the token's scopes allow
+        return listed if granted is None else types.ListToolsResult(tools=allowed_tools(listed.tools, granted))
 
     async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
         if discovery is not None and params.name in discovery.names:
@@ -125,9 +127,12 @@ def build_server(
                 log.info("tool=%s status=withheld", params.name)
                 return _call_result(ToolResult(withheld[params.name], None, True))
             raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {params.name!r}. Call tools/list for the tool names.")
+        refusal = scope_refusal(ctx.request, tool.name)  # OAuth hook: the scope of the tool actually run
+        if refusal is not None:
+            return _call_result(ToolResult(refusal, None, True))
         runtime: CrmRuntime = ctx.lifespan_context
-        try:  # HTTP mode: a request may bring its own tenant's Apideck credentials
-            credentials = request_credentials(ctx.request)
+        try:  # HTTP mode: a request may bring its own tenant's Apideck credentials (OAuth: from its token)
+            credentials = request_credentials(ctx.request, params.arguments)
         except TenantHeaderError as exc:
             return _call_result(ToolResult(str(exc), None, True))
         if tool.kind == "workflow":
