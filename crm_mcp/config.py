@@ -11,13 +11,15 @@ framework, and start-up time is paid by every desktop client launch.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 DEFAULT_BASE_URL = "https://unify.apideck.com"
 SANDBOX_API_KEY = "sandbox-key"  # the embedded sandbox accepts any key; this one is not a secret
 SANDBOX_APP_ID = "sandbox-app"
 SANDBOX_CONSUMER_ID = "demo"
+DEFAULT_JOURNAL_RETENTION_DAYS = 7.0  # the journal holds copies of customer records: keep them briefly
 
 
 class ConfigError(ValueError):
@@ -32,11 +34,22 @@ class Settings:
     service_id: str | None = None
     base_url: str = DEFAULT_BASE_URL
     sandbox: bool = False  # True: start the embedded sandbox and talk to it
+    # The write journal (crm_mcp.journal): PostgreSQL when a URL is set (replicas share it), else
+    # SQLite at `journal_path` (None: journal.db in the user data directory).
+    journal_database_url: str | None = field(default=None, repr=False)  # may hold a password
+    journal_path: str | None = None
+    journal_retention_days: float = DEFAULT_JOURNAL_RETENTION_DAYS
 
     @property
     def secrets(self) -> tuple[str, ...]:
         """Values that must never be written anywhere (logs, errors, results)."""
-        return (self.api_key,) if self.api_key and not self.sandbox else ()
+        found = [self.api_key] if self.api_key and not self.sandbox else []
+        if self.journal_database_url:
+            from urllib.parse import urlsplit
+
+            password = urlsplit(self.journal_database_url).password
+            found += [password] if password else []
+        return tuple(found)
 
     def describe(self) -> str:
         """One line for the startup log and the server's instructions; no secrets."""
@@ -59,6 +72,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
     consumer_id = get("APIDECK_CONSUMER_ID")
     service_id = get("APIDECK_SERVICE_ID")
     base_url = get("APIDECK_BASE_URL")
+    journal = _journal_settings(get)
     if api_key is None:
         stray = [n for n, v in (("APIDECK_APP_ID", app_id), ("APIDECK_BASE_URL", base_url)) if v]
         if stray:
@@ -74,6 +88,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
             service_id=service_id,
             base_url="",  # filled in when the embedded sandbox starts
             sandbox=True,
+            **journal,
         )
     missing = [n for n, v in (("APIDECK_APP_ID", app_id), ("APIDECK_CONSUMER_ID", consumer_id)) if not v]
     if missing:
@@ -91,4 +106,27 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         consumer_id=consumer_id,
         service_id=service_id,
         base_url=(base_url or DEFAULT_BASE_URL).rstrip("/"),
+        **journal,
     )
+
+
+def _journal_settings(get: Callable[[str], str | None]) -> dict[str, Any]:
+    """CRM_MCP_JOURNAL_DATABASE_URL, CRM_MCP_JOURNAL_PATH, CRM_MCP_JOURNAL_RETENTION_DAYS."""
+    url = get("CRM_MCP_JOURNAL_DATABASE_URL")
+    if url and not url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(
+            "CRM_MCP_JOURNAL_DATABASE_URL must be a PostgreSQL URL (postgresql://user:password@host:5432/db); "
+            "unset it to keep the journal in a local SQLite file."
+        )
+    raw_days = get("CRM_MCP_JOURNAL_RETENTION_DAYS")
+    days = DEFAULT_JOURNAL_RETENTION_DAYS
+    if raw_days is not None:
+        try:
+            days = float(raw_days)
+        except ValueError:
+            days = -1.0
+        if not 0 < days <= 3650:
+            raise ConfigError(
+                f"CRM_MCP_JOURNAL_RETENTION_DAYS must be a number of days above 0 (e.g. 7), got {raw_days!r}"
+            )
+    return {"journal_database_url": url, "journal_path": get("CRM_MCP_JOURNAL_PATH"), "journal_retention_days": days}
