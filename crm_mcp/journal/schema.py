@@ -24,6 +24,7 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
                 before_state TEXT,
                 written TEXT NOT NULL,
                 after_state TEXT,
+                omitted TEXT NOT NULL,
                 created_at DOUBLE PRECISION NOT NULL,
                 undo_state TEXT,
                 undo_token TEXT,

@@ -27,7 +27,7 @@ Row = Sequence[Any]
 STALE_CLAIM_SECONDS = 120.0
 _CHANGE_COLUMNS = (
     "id, tenant, consumer, tool, resource, action, record_id, path_params, before_state, written, "
-    "after_state, created_at, undo_state, undone_at, undo_result"
+    "after_state, omitted, created_at, undo_state, undone_at, undo_result"
 )
 
 
@@ -56,6 +56,7 @@ class Change:
     written: dict[str, Any]
     after: dict[str, Any] | None
     created_at: float
+    omitted: tuple[str, ...] = ()  # fields the write sent that the journal does not keep (secrets)
     undo_state: str | None = None  # None, "claimed" (an undo is running) or "done"
     undone_at: float | None = None
     undo_result: dict[str, Any] | None = field(default=None)
@@ -140,11 +141,11 @@ class JournalStore(ABC):
     async def record(self, change: Change, *, retry_key: str | None = None, retry_window: float = 0.0) -> None:
         """Store a change; with `retry_key`, also fill in the retry-window entry claimed for it."""
         insert = (
-            f"INSERT INTO changes ({_CHANGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL)",
+            f"INSERT INTO changes ({_CHANGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL)",
             (
                 change.id, change.scope.tenant, change.scope.consumer, change.tool, change.resource, change.action,
                 change.record_id, _dump(change.path_params), _dump(change.before), _dump(change.written),
-                _dump(change.after), change.created_at,
+                _dump(change.after), _dump(list(change.omitted)), change.created_at,
             ),
         )  # fmt: skip
         if retry_key is None:
@@ -261,8 +262,8 @@ class JournalStore(ABC):
 
 
 def _change(row: Row) -> Change:
-    (id_, tenant, consumer, tool, resource, action, record_id, path_params, before, written, after, created_at,
-     undo_state, undone_at, undo_result) = row  # fmt: skip
+    (id_, tenant, consumer, tool, resource, action, record_id, path_params, before, written, after, omitted,
+     created_at, undo_state, undone_at, undo_result) = row  # fmt: skip
     return Change(
         id=id_,
         scope=Scope(tenant, consumer),
@@ -275,6 +276,7 @@ def _change(row: Row) -> Change:
         written=_load(written) or {},
         after=_load(after),
         created_at=float(created_at),
+        omitted=tuple(_load(omitted) or ()),
         undo_state=undo_state,
         undone_at=None if undone_at is None else float(undone_at),
         undo_result=_load(undo_result),
