@@ -133,6 +133,25 @@ def _timestamp(value: Any) -> datetime | None:
         return None
 
 
+def _sort_fields(sort_model: str | None) -> set[str]:
+    """The values `sort[by]` takes, from the sort model's schema (an enum, maybe in an anyOf)."""
+    if sort_model is None:
+        return set()
+    found: set[str] = set()
+
+    def collect(node: Any) -> None:
+        if isinstance(node, Mapping):
+            found.update(v for v in node.get("enum", ()) if isinstance(v, str))
+            for child in node.values():
+                collect(child)
+        elif isinstance(node, list):
+            for child in node:
+                collect(child)
+
+    collect(model(sort_model).model_json_schema().get("properties", {}).get("by"))
+    return found
+
+
 async def crm_changes(
     client: CrmCaller,
     since: str | datetime | None = None,
@@ -167,8 +186,7 @@ async def crm_changes(
     for name, upstream_cursor in pending.items():
         op = operation_for(name, "list")
         filters = set(model(op.filter_model).model_fields) if op.filter_model else set()
-        sorts = model(op.sort_model).model_fields["by"].annotation if op.sort_model else None
-        if sorts is None or "updated_at" not in str(sorts):
+        if "updated_at" not in _sort_fields(op.sort_model):
             unchecked.append((name, f"{op.tool_name} cannot sort by updated_at"))
             continue
         query: dict[str, Any] = {"sort": {"by": "updated_at", "direction": "desc"}, "limit": limit}
