@@ -13,7 +13,7 @@ from crm_mcp.client import ApiResponse
 from crm_mcp.errors import NotFoundError
 from crm_mcp.operations import OPERATIONS, Operation, resource
 
-LABEL_FIELDS = ("name", "title", "subject", "username")
+LABEL_FIELDS = ("title", "subject", "username")  # after `name` and first + last name (a contact's title is a job)
 # Fields the journal never stores, whatever the resource (a user's password).
 SECRET_FIELDS = frozenset({"password"})
 # Writable in the contract but not a copy of the record's content: left out of a re-create.
@@ -70,12 +70,17 @@ def label(record: Mapping[str, Any] | None) -> str:
     """A person's name for a record ("Jane Doe"), or "" when it has none."""
     if not record:
         return ""
+    name = record.get("name")
+    if isinstance(name, str) and name.strip():
+        return name.strip()
+    full = " ".join(str(record.get(k) or "").strip() for k in ("first_name", "last_name")).strip()
+    if full:
+        return full
     for key in LABEL_FIELDS:
         value = record.get(key)
         if isinstance(value, str) and value.strip():
             return value.strip()
-    full = " ".join(str(record.get(k) or "").strip() for k in ("first_name", "last_name")).strip()
-    return full
+    return ""
 
 
 def same_value(written: Any, current: Any) -> bool:

@@ -86,7 +86,7 @@ def new_change_id() -> str:
 
 
 def _dump(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _load(text: str | None) -> Any:
