@@ -142,7 +142,7 @@ async def find_duplicates(
     checked: list[str] = []
     unchecked: list[tuple[str, str]] = []
     for criterion in CRITERIA.get(resource_name, ()):
-        values = criterion.values(body)[:_MAX_VALUES]
+        values = [" ".join(v.split()) for v in criterion.values(body)][:_MAX_VALUES]  # as a filter finds them
         if not values:
             continue
         if criterion.filter is None or criterion.filter not in filters:
