@@ -62,7 +62,6 @@ class PostgresJournal(JournalStore):
                     for statement in statements:
                         await conn.execute(statement)
                     await conn.execute("UPDATE schema_version SET version = $1", number)
-        await self.purge()
 
     async def aclose(self) -> None:
         pool, self._pool = self._pool, None

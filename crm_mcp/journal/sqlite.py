@@ -50,7 +50,6 @@ class SqliteJournal(JournalStore):
 
     async def open(self) -> None:
         await to_thread.run_sync(self._open)
-        await self.purge()
 
     def _open(self) -> None:
         create_private_file(self.path)

@@ -6,12 +6,14 @@ only run them. Times are Unix seconds; records are stored as JSON text. Everythi
 the scope that made it.
 
 Retention: a change older than `retention` is invisible to every read at once and deleted by
-`purge()`, which the store also runs when it opens and, at most every `purge_interval`, on a write.
+`purge()`, which the store also runs on a write at most every `purge_interval` (the first write
+of a server purges at once), and which `crm-mcp journal purge` runs.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import time
 from abc import ABC, abstractmethod
@@ -107,7 +109,7 @@ class JournalStore(ABC):
 
     @abstractmethod
     async def open(self) -> None:
-        """Connect, create or migrate the schema, purge what has expired."""
+        """Connect, and create or migrate the schema."""
 
     @abstractmethod
     async def aclose(self) -> None: ...
@@ -244,14 +246,16 @@ class JournalStore(ABC):
 
     # -- retention
 
-    async def purge(self, *, now: float | None = None) -> PurgeCounts:
-        """Delete changes older than the retention and retry-window entries past their window."""
+    async def purge(self, *, now: float | None = None, everything: bool = False) -> PurgeCounts:
+        """Delete changes older than the retention and retry-window entries past their window
+        (`everything`: every change and entry, whatever its age)."""
         now = time.time() if now is None else now
         self._last_purge = now
+        changes_before, entries_before = (math.inf, math.inf) if everything else (self._cutoff(now), now)
         changes, entries = await self._transaction(
             [
-                ("DELETE FROM changes WHERE created_at < ?", (self._cutoff(now),)),
-                ("DELETE FROM retry_window WHERE expires_at < ?", (now,)),
+                ("DELETE FROM changes WHERE created_at < ?", (changes_before,)),
+                ("DELETE FROM retry_window WHERE expires_at < ?", (entries_before,)),
             ]
         )
         return PurgeCounts(changes=changes, retry_entries=entries)
