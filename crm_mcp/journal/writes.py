@@ -8,12 +8,14 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from crm_mcp.client import ApiResponse
 from crm_mcp.journal.duplicates import DuplicateCheck, find_duplicates, supports_duplicate_check
-from crm_mcp.journal.records import SECRET_FIELDS, CrmCaller, as_json, created_id, read_record
+from crm_mcp.journal.records import SECRET_FIELDS, CrmCaller, as_json, created_id, label, read_record
 from crm_mcp.journal.store import Change, JournalStore, RetryHit, Scope, new_change_id
+from crm_mcp.journal.undo import UndoResult, undo_change, undo_last
 from crm_mcp.operations import Operation, resource
 from crm_mcp.redaction import redact_obj
 
@@ -155,6 +157,23 @@ class WriteJournal:
         await self.store.record(change, retry_key=pending.retry_key, retry_window=self.retry_window)
         return change
 
+    # -- the journal's own tools: undo_change, list_changes (and dry_run previews)
+
+    async def undo(
+        self, client: CrmCaller, scope: Scope, change_id: str, *, force: bool = False,
+        call_options: Mapping[str, Any] | None = None,
+    ) -> UndoResult:  # fmt: skip
+        return await undo_change(self.store, client, scope, change_id, force=force, call_options=call_options)
+
+    async def undo_last(
+        self, client: CrmCaller, scope: Scope, count: int, *, force: bool = False,
+        call_options: Mapping[str, Any] | None = None,
+    ) -> list[UndoResult]:  # fmt: skip
+        return await undo_last(self.store, client, scope, count, force=force, call_options=call_options)
+
+    async def list_changes(self, scope: Scope, *, limit: int = 20) -> list[Change]:
+        return await self.store.recent(scope, limit=limit)
+
     async def write_failed(self, pending: PendingWrite) -> None:
         """The write raised: free the retry window, so that trying again creates the record."""
         if pending.retry_key is not None:
@@ -165,3 +184,25 @@ class WriteJournal:
         omitted = tuple(sorted(k for k in record if k in SECRET_FIELDS))
         kept = {k: v for k, v in record.items() if k not in SECRET_FIELDS}
         return dict(redact_obj(kept, self.secrets)), omitted
+
+
+def change_note(change: Change) -> str:
+    """The line a write's answer ends with, naming its change id and the way back."""
+    return f"Change {change.id} (undo_change with change_id {change.id!r} takes it back)."
+
+
+def describe_changes(changes: list[Change]) -> str:
+    """`list_changes` as text: one line per change, newest first."""
+    if not changes:
+        return "No changes in this consumer's journal."
+    lines = []
+    for change in changes:
+        when = datetime.fromtimestamp(change.created_at, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+        fields = ", ".join(change.written)[:80] if change.action == "update" else ""
+        state = {"done": " [undone]", "claimed": " [being undone]"}.get(change.undo_state or "", "")
+        what = f"{change.action} {resource(change.resource).singular} {change.record_id}"
+        name = label(change.before) or label(change.written)
+        lines.append(
+            f"{change.id} {when} {what}" + (f" ({name})" if name else "") + (f": {fields}" if fields else "") + state
+        )
+    return "\n".join(lines)
