@@ -42,7 +42,8 @@ def postgres_url() -> Iterator[str]:
 
 @pytest.fixture
 def pg_database(postgres_url: str) -> Iterator[str]:
-    """A fresh database on the session's server, so each test starts from an empty schema."""
+    """A URL whose journal starts empty: a fresh schema on the session's server, made the
+    connection's search_path (asyncpg passes unknown URL parameters on as server settings)."""
     import asyncio
 
     import asyncpg
@@ -56,12 +57,12 @@ def pg_database(postgres_url: str) -> Iterator[str]:
         finally:
             await conn.close()
 
-    asyncio.run(admin(f"CREATE DATABASE {name}"))
-    yield postgres_url.rsplit("/", 1)[0] + "/" + name
-    asyncio.run(admin(f"DROP DATABASE {name} WITH (FORCE)"))
+    asyncio.run(admin(f"CREATE SCHEMA {name}"))
+    yield f"{postgres_url}?search_path={name}"
+    asyncio.run(admin(f"DROP SCHEMA {name} CASCADE"))
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.slow)])
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

@@ -57,6 +57,7 @@ def test_purge_removes_what_is_past_the_retention_then_all_on_request(
     )
 
 
+@pytest.mark.slow
 def test_purge_on_postgresql_never_prints_the_database_url(
     clean_env: pytest.MonkeyPatch, pg_database: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
