@@ -125,6 +125,10 @@ class JournalStore(ABC):
     @abstractmethod
     async def _fetch(self, sql: str, args: Sequence[Any]) -> list[Row]: ...
 
+    async def _execute_both(self, first: tuple[str, Sequence[Any]], second: tuple[str, Sequence[Any]]) -> None:
+        """Run two statements, in one round trip where the database allows (PostgreSQL)."""
+        await self._transaction([first, second])
+
     @abstractmethod
     async def schema_version(self) -> int: ...
 
@@ -157,7 +161,7 @@ class JournalStore(ABC):
                 "UPDATE retry_window SET state = 'done', record_id = ?, change_id = ?, expires_at = ? WHERE key = ?",
                 (change.record_id, change.id, change.created_at + retry_window, retry_key),
             )
-            await self._transaction([insert, fill])
+            await self._execute_both(fill, insert)
         await self._purge_if_due(change.created_at)
 
     async def get(self, scope: Scope, change_id: str, *, now: float | None = None) -> Change | None:
@@ -220,19 +224,14 @@ class JournalStore(ABC):
         """Claim `key` for a create about to run (None), or the entry an earlier create holds."""
         now = time.time() if now is None else now
         pending_until = now + min(window, STALE_CLAIM_SECONDS)
-        taken_over = await self._execute(
-            "UPDATE retry_window SET state = 'pending', record_id = NULL, change_id = NULL, created_at = ?, "
-            "expires_at = ? WHERE key = ? AND expires_at < ?",
-            (now, pending_until, key, now),
-        )
-        if taken_over:
-            return None
-        inserted = await self._execute(
+        claimed = await self._execute(  # a new key, or one whose window is over: ours
             "INSERT INTO retry_window (key, state, record_id, change_id, created_at, expires_at) "
-            "VALUES (?, 'pending', NULL, NULL, ?, ?) ON CONFLICT (key) DO NOTHING",
+            "VALUES (?, 'pending', NULL, NULL, ?, ?) ON CONFLICT (key) DO UPDATE SET state = 'pending', "
+            "record_id = NULL, change_id = NULL, created_at = excluded.created_at, expires_at = excluded.expires_at "
+            "WHERE retry_window.expires_at < excluded.created_at",
             (key, now, pending_until),
         )
-        if inserted:
+        if claimed:
             return None
         rows = await self._fetch("SELECT record_id, change_id, created_at FROM retry_window WHERE key = ?", (key,))
         if not rows:  # purged between the two statements: the window is free again

@@ -17,7 +17,7 @@ from crm_mcp.journal.records import SECRET_FIELDS, CrmCaller, as_json, created_i
 from crm_mcp.journal.store import Change, JournalStore, RetryHit, Scope, new_change_id
 from crm_mcp.journal.undo import UndoResult, undo_change, undo_last
 from crm_mcp.operations import Operation, resource
-from crm_mcp.redaction import redact_obj
+from crm_mcp.redaction import redact, redact_obj
 
 DEFAULT_RETRY_WINDOW = 600.0  # seconds: an identical create within this answers with the first record
 
@@ -183,7 +183,21 @@ class WriteJournal:
         """`record` without secret fields (named in the second value) and with known secrets redacted."""
         omitted = tuple(sorted(k for k in record if k in SECRET_FIELDS))
         kept = {k: v for k, v in record.items() if k not in SECRET_FIELDS}
-        return dict(redact_obj(kept, self.secrets)), omitted
+        return _redacted(kept, self.secrets), omitted
+
+
+def _redacted(record: dict[str, Any], secrets: tuple[str, ...]) -> dict[str, Any]:
+    """`redact` over the record's JSON text in one pass (a write's hot path), or value by value
+    in the rare case the redacted text is no longer JSON."""
+    text = json.dumps(record, ensure_ascii=False)
+    cleaned = redact(text, secrets)
+    if cleaned == text:
+        return record
+    try:
+        value = json.loads(cleaned)
+    except ValueError:
+        value = None
+    return value if isinstance(value, dict) else dict(redact_obj(record, secrets))
 
 
 def change_note(change: Change) -> str:
