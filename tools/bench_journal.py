@@ -6,11 +6,12 @@
 record's state before an update, the duplicate lookups before a create, the write itself):
 
 - update: `after_write` of an update whose state before is already read (one INSERT);
-- create: the retry-window claim in `before_write` plus `after_write` (INSERT + window update).
+- create: the retry-window claim of `before_write` (one upsert) plus `after_write` (the INSERT and
+  the window's update: one statement on PostgreSQL, one transaction on SQLite).
 
 SQLite runs on a file in a temporary directory (WAL, synchronous=NORMAL: what the server uses).
-PostgreSQL runs on `--pg-url`, or on a server started here as for the tests, with fsync on (durable
-commits, as in production). Targets (issue 13): median <= 1 ms (SQLite), <= 3 ms (PostgreSQL).
+PostgreSQL runs on `--pg-url`, or on a server started here as for the tests, with fsync on (as in
+production; the journal's connections commit asynchronously, see crm_mcp.journal.postgres). Targets (issue 13): median <= 1 ms (SQLite), <= 3 ms (PostgreSQL).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ call fails, so the change can be undone again.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,7 +29,7 @@ from crm_mcp.journal.records import (
     recreatable_fields,
     same_value,
 )
-from crm_mcp.journal.store import Change, JournalStore, Scope
+from crm_mcp.journal.store import STALE_CLAIM_SECONDS, Change, JournalStore, Scope
 from crm_mcp.operations import resource
 from crm_mcp.render.values import quote
 
@@ -109,8 +110,13 @@ async def undo_change(
         )
     if change.undo_state == "done":
         raise UndoError(f"{change.id} was already undone.")
-    if change.undo_state == "claimed":
+    if change.undo_state == "claimed" and (change.undone_at or 0) > time.time() - STALE_CLAIM_SECONDS:
         raise UndoError(f"{change.id} is being undone by another request right now.")
+    if change.action != "create" and change.before is None:
+        raise UndoError(
+            f"Not undone: the state of {_what(change)} before {change.id} could not be read when it was made, "
+            "so there is nothing to restore from."
+        )
     current = await read_record(client, change.resource, change.path_params, options)
     if change.action in ("update", "create"):
         if current is None:

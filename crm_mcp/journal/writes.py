@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -12,12 +13,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from crm_mcp.client import ApiResponse
+from crm_mcp.errors import CrmError
 from crm_mcp.journal.duplicates import DuplicateCheck, find_duplicates, supports_duplicate_check
 from crm_mcp.journal.records import SECRET_FIELDS, CrmCaller, as_json, created_id, label, read_record
 from crm_mcp.journal.store import Change, JournalStore, RetryHit, Scope, new_change_id
 from crm_mcp.journal.undo import UndoResult, undo_change, undo_last
 from crm_mcp.operations import Operation, resource
 from crm_mcp.redaction import redact, redact_obj
+
+log = logging.getLogger("crm_mcp.journal")
 
 DEFAULT_RETRY_WINDOW = 600.0  # seconds: an identical create within this answers with the first record
 
@@ -109,7 +113,11 @@ class WriteJournal:
         sent = as_json(body) if body is not None else {}
         options = call_options or {}
         if op.action != "create":
-            before = await read_record(client, op.resource, params, options)
+            try:
+                before = await read_record(client, op.resource, params, options)
+            except CrmError as exc:  # the write goes on; its change just cannot be undone
+                log.warning("journal: could not read %s before %s (%s)", params.get("id"), op.tool_name, exc.kind)
+                before = None
             return PendingWrite(op, scope, params, sent, before)
         if allow_duplicate:
             return PendingWrite(op, scope, params, sent, None)

@@ -175,3 +175,35 @@ async def test_two_replicas_racing_to_undo_one_change_exactly_one_wins(
         assert sandbox_server.faults.count(method="POST", path="/crm/contacts", consumer=consumer) == 1
         listed = await crm.call(operation("list_contacts"), query={"filter": {"email": "jane.doe@acme.example"}})
         assert [r["id"] for r in listed.body["data"]] == [wins[0].record_id]
+
+
+async def test_a_write_whose_state_before_could_not_be_read_is_journaled_but_not_undoable(
+    journal, crm, scope, sandbox_server: SandboxServer
+) -> None:
+    sandbox_server.faults.fail(403, methods=["GET"], path="/crm/contacts/con_0001")
+    try:
+        change = await journaled_write(journal, crm, scope, "update_contact", {"id": "con_0001"}, {"title": "COO"})
+    finally:
+        sandbox_server.faults.clear()
+    assert change.before is None and change.written == {"title": "COO"}
+    with pytest.raises(UndoError, match=f"the state of contact con_0001 before {change.id} could not be read"):
+        await undo_change(journal.store, crm, scope, change.id)
+    assert (await contact(crm, "con_0001"))["title"] == "COO"
+
+
+async def test_custom_object_changes_keep_their_schema_id_through_undo(journal, crm, scope) -> None:
+    path = {"object_id": "cos_projects", "id": "cob_001"}
+    before = (await crm.call(operation("get_custom_object"), path_params=path)).body["data"]
+    update = await journaled_write(journal, crm, scope, "update_custom_object", path, {"name": "Renamed project"})
+    create = await journaled_write(journal, crm, scope, "create_custom_object", {"object_id": "cos_projects"},
+                                   {"name": "Scratch project"})  # fmt: skip
+    assert create.path_params == {"object_id": "cos_projects", "id": create.record_id}
+
+    await undo_change(journal.store, crm, scope, update.id)
+    await undo_change(journal.store, crm, scope, create.id)
+
+    after = (await crm.call(operation("get_custom_object"), path_params=path)).body["data"]
+    assert after["name"] == before["name"] != "Renamed project"
+    with pytest.raises(CrmError) as gone:
+        await crm.call(operation("get_custom_object"), path_params={**path, "id": create.record_id})
+    assert gone.value.status == 404
