@@ -11,7 +11,8 @@ record's state before an update, the duplicate lookups before a create, the writ
 
 SQLite runs on a file in a temporary directory (WAL, synchronous=NORMAL: what the server uses).
 PostgreSQL runs on `--pg-url`, or on a server started here as for the tests, with fsync on (as in
-production; the journal's connections commit asynchronously, see crm_mcp.journal.postgres). Targets (issue 13): median <= 1 ms (SQLite), <= 3 ms (PostgreSQL).
+production; the journal's connections commit asynchronously, see crm_mcp.journal.postgres).
+Targets (issue 13): median <= 1 ms (SQLite), <= 3 ms (PostgreSQL).
 """
 
 from __future__ import annotations

@@ -16,8 +16,10 @@ from crm_mcp.operations import OPERATIONS, Operation, resource
 LABEL_FIELDS = ("title", "subject", "username")  # after `name` and first + last name (a contact's title is a job)
 # Fields the journal never stores, whatever the resource (a user's password).
 SECRET_FIELDS = frozenset({"password"})
+# Sent with a write but not a field of the record (connector pass-through): never compared or restored.
+NOT_RECORD_FIELDS = frozenset({"pass_through"})
 # Writable in the contract but not a copy of the record's content: left out of a re-create.
-_NOT_RECREATED = frozenset({"id", "pass_through"})
+_NOT_RECREATED = frozenset({"id"}) | NOT_RECORD_FIELDS
 
 
 class CrmCaller(Protocol):

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from crm_mcp.journal.records import (
+    NOT_RECORD_FIELDS,
     CrmCaller,
     created_id,
     label,
@@ -87,7 +88,7 @@ def conflicts_of(change: Change, current: Mapping[str, Any]) -> list[FieldConfli
     return [
         FieldConflict(name, written, current.get(name))
         for name, written in change.written.items()
-        if not same_value(written, current.get(name))
+        if name not in NOT_RECORD_FIELDS and not same_value(written, current.get(name))
     ]
 
 
@@ -145,7 +146,7 @@ async def _apply(
     what = _what(change)
     if change.action == "update":
         before = change.before or {}
-        restored = {name: before.get(name) for name in change.written}
+        restored = {name: before.get(name) for name in change.written if name not in NOT_RECORD_FIELDS}
         op = operation_for(change.resource, "update")
         await client.call(op, path_params=change.path_params, body=restored, **options)
         listed = ", ".join(f"{k} back to {_show(v)}" for k, v in restored.items())

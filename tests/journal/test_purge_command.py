@@ -96,6 +96,24 @@ def test_journal_settings_from_the_environment() -> None:
     assert isinstance(store_from_settings(default), SqliteJournal)
 
 
+def test_open_journal_creates_the_configured_sqlite_journal(tmp_path: Path) -> None:
+    from crm_mcp.journal import open_journal
+    from crm_mcp.journal.schema import SCHEMA_VERSION
+
+    path = tmp_path / "data" / "journal.db"
+    settings = settings_from_env({"CRM_MCP_JOURNAL_PATH": str(path), "CRM_MCP_JOURNAL_RETENTION_DAYS": "3"})
+
+    async def go() -> tuple[int, float]:
+        journal = await open_journal(settings)
+        try:
+            return await journal.store.schema_version(), journal.store.retention.total_seconds()
+        finally:
+            await journal.store.aclose()
+
+    assert anyio.run(go) == (SCHEMA_VERSION, 3 * 86400)
+    assert path.exists()
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [

@@ -207,3 +207,10 @@ async def test_custom_object_changes_keep_their_schema_id_through_undo(journal, 
     with pytest.raises(CrmError) as gone:
         await crm.call(operation("get_custom_object"), path_params={**path, "id": create.record_id})
     assert gone.value.status == 404
+
+
+async def test_pass_through_is_sent_but_neither_compared_nor_restored(journal, crm, scope) -> None:
+    change = await journaled_write(journal, crm, scope, "update_contact", {"id": "con_0001"},
+                                   {"title": "COO", "pass_through": [{"service_id": "x", "extend_object": {}}]})
+    result = await undo_change(journal.store, crm, scope, change.id)
+    assert result.restored == {"title": "VP of Operations"}
