@@ -181,13 +181,17 @@ def serve(
 
 
 def print_tool_table() -> int:
-    from crm_mcp.tokens import json_tokens
+    from crm_mcp.tokens import TokenizerMissing, json_tokens
     from crm_mcp.tools import operation_tools
     from crm_mcp.workflows import workflow_tools
 
     tools = operation_tools()
     workflows = workflow_tools()
-    rows = [(t.name, t.kind, json_tokens(t.to_wire())) for t in (*tools, *workflows)]
+    try:
+        rows = [(t.name, t.kind, json_tokens(t.to_wire())) for t in (*tools, *workflows)]
+    except TokenizerMissing as exc:
+        print(f"crm-mcp tools: {exc}", file=sys.stderr)
+        return 1
     width = max(len(r[0]) for r in rows)
     print(f"{'tool':<{width}}  {'kind':<8}  tokens")
     for name, kind, tokens in rows:

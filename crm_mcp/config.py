@@ -4,12 +4,17 @@ The variable names are those of Apideck's own MCP server, so users can switch. W
 `APIDECK_API_KEY` at all the server runs on the embedded sandbox CRM; a half-configured setup
 is a startup error rather than a silent fall-back to the sandbox.
 
-Plain `os.environ` reads rather than pydantic-settings: five variables do not need a settings
+Plain `os.environ` reads rather than pydantic-settings: a dozen variables do not need a settings
 framework, and start-up time is paid by every desktop client launch.
+
+HTTP mode's variables (CRM_MCP_HTTP_*, CRM_MCP_REQUEST_TIMEOUT, CRM_MCP_UPSTREAM_TIMEOUT) are read
+here too; the rules that depend on the bind address (a public bind needs a long token) are
+checked by `crm_mcp.http` when it knows the address.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +25,19 @@ SANDBOX_API_KEY = "sandbox-key"  # the embedded sandbox accepts any key; this on
 SANDBOX_APP_ID = "sandbox-app"
 SANDBOX_CONSUMER_ID = "demo"
 DEFAULT_JOURNAL_RETENTION_DAYS = 7.0  # the journal holds copies of customer records: keep them briefly
+
+HTTP_TOKEN_ENV = "CRM_MCP_HTTP_TOKEN"
+ALLOWED_HOSTS_ENV = "CRM_MCP_ALLOWED_HOSTS"  # comma-separated extra Host values, e.g. crm.example.com:443
+ALLOWED_ORIGINS_ENV = "CRM_MCP_ALLOWED_ORIGINS"
+# name -> (default, lowest, highest); seconds unless named otherwise
+HTTP_LIMITS: dict[str, tuple[float, float, float]] = {
+    "CRM_MCP_HTTP_HEADER_TIMEOUT": (10.0, 0.1, 300.0),
+    "CRM_MCP_HTTP_BODY_TIMEOUT": (30.0, 0.1, 600.0),
+    "CRM_MCP_HTTP_IDLE_TIMEOUT": (5.0, 1.0, 600.0),
+    "CRM_MCP_HTTP_MAX_CONNECTIONS": (1000, 1, 100_000),  # a count
+    "CRM_MCP_REQUEST_TIMEOUT": (120.0, 1.0, 3600.0),
+    "CRM_MCP_UPSTREAM_TIMEOUT": (30.0, 0.1, 600.0),
+}
 
 
 class ConfigError(ValueError):
@@ -34,6 +52,25 @@ class Settings:
     service_id: str | None = None
     base_url: str = DEFAULT_BASE_URL
     sandbox: bool = False  # True: start the embedded sandbox and talk to it
+    # HTTP mode (see README "HTTP mode"): the bearer token as given (never stripped: a token with
+    # surrounding whitespace is a configuration error, see crm_mcp.http), extra Host/Origin values
+    http_token: str | None = field(default=None, repr=False)
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    # slow and idle clients: a connection must send a complete request head within
+    # header_timeout of opening (or of its previous answer), and the body within body_timeout;
+    # an idle kept-alive connection is closed after idle_timeout; at most max_connections at once
+    header_timeout: float = HTTP_LIMITS["CRM_MCP_HTTP_HEADER_TIMEOUT"][0]
+    body_timeout: float = HTTP_LIMITS["CRM_MCP_HTTP_BODY_TIMEOUT"][0]
+    idle_timeout: float = HTTP_LIMITS["CRM_MCP_HTTP_IDLE_TIMEOUT"][0]
+    max_connections: int = int(HTTP_LIMITS["CRM_MCP_HTTP_MAX_CONNECTIONS"][0])
+    request_timeout: float = HTTP_LIMITS["CRM_MCP_REQUEST_TIMEOUT"][0]  # one MCP request over HTTP
+    upstream_timeout: float = HTTP_LIMITS["CRM_MCP_UPSTREAM_TIMEOUT"][0]  # waiting for one upstream answer
+    # Per-call `consumer_id` / `service_id` arguments (CRM_MCP_PER_CALL_CONSUMER=1): off by default,
+    # as with the server's own credentials they reach any consumer of the operator's application;
+    # when on, optionally limited to these consumers (CRM_MCP_ALLOWED_CONSUMERS=a,b).
+    per_call_consumer: bool = False
+    allowed_consumers: frozenset[str] | None = None
     # The write journal (crm_mcp.journal): PostgreSQL when a URL is set (replicas share it), else
     # SQLite at `journal_path` (None: journal.db in the user data directory).
     journal_database_url: str | None = field(default=None, repr=False)  # may hold a password
@@ -67,11 +104,13 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         value = env.get(name, "").strip()
         return value or None
 
+    http = _http_settings(env)
     api_key = get("APIDECK_API_KEY")
     app_id = get("APIDECK_APP_ID")
     consumer_id = get("APIDECK_CONSUMER_ID")
     service_id = get("APIDECK_SERVICE_ID")
     base_url = get("APIDECK_BASE_URL")
+    switching = _consumer_switching(get("CRM_MCP_PER_CALL_CONSUMER"), get("CRM_MCP_ALLOWED_CONSUMERS"))
     journal = _journal_settings(get)
     if api_key is None:
         stray = [n for n, v in (("APIDECK_APP_ID", app_id), ("APIDECK_BASE_URL", base_url)) if v]
@@ -88,6 +127,8 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
             service_id=service_id,
             base_url="",  # filled in when the embedded sandbox starts
             sandbox=True,
+            **http,
+            **switching,
             **journal,
         )
     missing = [n for n, v in (("APIDECK_APP_ID", app_id), ("APIDECK_CONSUMER_ID", consumer_id)) if not v]
@@ -106,8 +147,60 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         consumer_id=consumer_id,
         service_id=service_id,
         base_url=(base_url or DEFAULT_BASE_URL).rstrip("/"),
+        **http,
+        **switching,
         **journal,
     )
+
+
+def _http_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """The HTTP-mode fields of Settings. Raises ConfigError for a limit that is not a number in range."""
+
+    def names(variable: str) -> tuple[str, ...]:
+        return tuple(v.strip() for v in env.get(variable, "").split(",") if v.strip())
+
+    limits: dict[str, float] = {}
+    for variable, (default, lowest, highest) in HTTP_LIMITS.items():
+        raw = env.get(variable, "").strip()
+        try:
+            value = float(raw) if raw else default
+        except ValueError:
+            value = math.nan
+        if not lowest <= value <= highest:  # also refuses nan
+            raise ConfigError(f"{variable} must be a number from {lowest:g} to {highest:g}, got {raw!r}")
+        limits[variable] = value
+    return {
+        "http_token": env.get(HTTP_TOKEN_ENV) or None,
+        "allowed_hosts": names(ALLOWED_HOSTS_ENV),
+        "allowed_origins": names(ALLOWED_ORIGINS_ENV),
+        "header_timeout": limits["CRM_MCP_HTTP_HEADER_TIMEOUT"],
+        "body_timeout": limits["CRM_MCP_HTTP_BODY_TIMEOUT"],
+        "idle_timeout": limits["CRM_MCP_HTTP_IDLE_TIMEOUT"],
+        "max_connections": int(limits["CRM_MCP_HTTP_MAX_CONNECTIONS"]),
+        "request_timeout": limits["CRM_MCP_REQUEST_TIMEOUT"],
+        "upstream_timeout": limits["CRM_MCP_UPSTREAM_TIMEOUT"],
+    }
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def _consumer_switching(enabled: str | None, allowed: str | None) -> dict[str, Any]:
+    """`per_call_consumer` and `allowed_consumers` from CRM_MCP_PER_CALL_CONSUMER and
+    CRM_MCP_ALLOWED_CONSUMERS. Raises ConfigError for a value that is not a switch, or a list
+    of consumers while switching is off (it would limit nothing)."""
+    if enabled is not None and enabled.lower() not in (*_TRUE, *_FALSE):
+        raise ConfigError(f"CRM_MCP_PER_CALL_CONSUMER must be 1 or 0 (true/false), got {enabled!r}")
+    on = enabled is not None and enabled.lower() in _TRUE
+    names = frozenset(n.strip() for n in (allowed or "").split(",") if n.strip())
+    if allowed is not None and not names:
+        raise ConfigError("CRM_MCP_ALLOWED_CONSUMERS names no consumer; give consumer ids separated by commas")
+    if names and not on:
+        raise ConfigError(
+            "CRM_MCP_ALLOWED_CONSUMERS is set but per-call consumer switching is off; "
+            "set CRM_MCP_PER_CALL_CONSUMER=1 too, or unset CRM_MCP_ALLOWED_CONSUMERS."
+        )
+    return {"per_call_consumer": on, "allowed_consumers": names or None}
 
 
 def _journal_settings(get: Callable[[str], str | None]) -> dict[str, Any]:

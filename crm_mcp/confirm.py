@@ -46,7 +46,7 @@ from crm_mcp.errors import CrmError, NotFoundError
 from crm_mcp.operations import OPERATIONS, Operation, operation, resource
 from crm_mcp.render.values import quote
 from crm_mcp.tenants import TenantHeaderError, request_credentials
-from crm_mcp.tool_args import args_model, split_arguments
+from crm_mcp.tool_args import args_model_for, split_arguments
 
 log = logging.getLogger("crm_mcp.confirm")
 
@@ -160,7 +160,7 @@ async def _describe(ctx: Any, op: Operation, args: dict[str, Any]) -> _Target | 
     """The target with its display name from the API; None when the arguments are invalid (the
     delete itself will say so, without deleting)."""
     try:
-        parsed = args_model(op).model_validate(args)
+        parsed = args_model_for(op, ctx.lifespan_context.settings).model_validate(args)
     except ValidationError:
         return None
     target = _Target(op, args)

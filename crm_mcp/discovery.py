@@ -106,14 +106,17 @@ def meta_definitions(resources: Iterable[str], *, read_only: bool) -> list[dict[
             "title": "Find tools",
             "description": "Find this server's CRM tools by words (e.g. \"log a call\") or resource. "
             "No arguments: all tools by resource.",
-            "inputSchema": {"type": "object", "properties": {"query": {}, "resource": {"enum": list(resources)}}},
+            "inputSchema": {
+                "type": "object",
+                "properties": {"query": {"type": "string"}, "resource": {"type": "string", "enum": list(resources)}},
+            },
             "annotations": found_hint,
         },
         {
             "name": "describe_tool",
             "title": "Describe a tool",
-            "description": "A tool's arguments as JSON Schema (no type: string).",
-            "inputSchema": {"type": "object", "properties": {"name": {}}, "required": ["name"]},
+            "description": "A tool's arguments as JSON Schema.",
+            "inputSchema": {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
             "annotations": found_hint,
         },
         {
@@ -121,7 +124,9 @@ def meta_definitions(resources: Iterable[str], *, read_only: bool) -> list[dict[
             "title": "Call a tool",
             "description": "Run a CRM tool by name with its arguments.",
             "inputSchema": {
-                "type": "object", "properties": {"name": {}, "arguments": {"type": "object"}}, "required": ["name"],
+                "type": "object",
+                "properties": {"name": {"type": "string"}, "arguments": {"type": "object"}},
+                "required": ["name"],
             },
             "annotations": {"readOnlyHint": True} if read_only else {},
         },

@@ -1,9 +1,13 @@
 """Streamable HTTP transport: the SDK's app behind our own guards.
 
-- binds 127.0.0.1 by default; a non-loopback bind needs a bearer token (CRM_MCP_HTTP_TOKEN),
-  and then every request without it gets 401 (compared in constant time);
-- Host and Origin are validated (DNS rebinding) by the SDK's transport security settings;
-- request bodies are limited in size;
+- binds 127.0.0.1 by default; a non-loopback bind needs a bearer token of 32 characters or more
+  (CRM_MCP_HTTP_TOKEN), and then every request without it gets 401 (compared in constant time);
+- Host and Origin are validated (DNS rebinding); on an all-addresses bind (0.0.0.0, ::) any IP
+  address is accepted as Host (a rebinding attack always arrives with a DNS name), DNS names only
+  when listed in CRM_MCP_ALLOWED_HOSTS;
+- the MCP endpoint takes POST only (stateless: no event stream to hold open), and bodies are
+  limited in size; slow and idle clients are bounded by `crm_mcp.http_limits`;
+- `GET /health` answers 200 `{"status":"ok"}` before any other check, for load balancers;
 - stateless: any replica behind an ordinary load balancer can answer any request.
 """
 
@@ -12,21 +16,27 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
-import os
+import sys
 from typing import Any
 
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from crm_mcp.config import ConfigError, Settings
+from crm_mcp.config import ALLOWED_HOSTS_ENV, HTTP_TOKEN_ENV, ConfigError, Settings
+from crm_mcp.http_limits import AnswerWithin, ReadBodyWithin, send_error, uvicorn_options
 from crm_mcp.tenants import SERVER_AUTHENTICATED
 
 log = logging.getLogger("crm_mcp.http")
 
 MAX_BODY_BYTES = 1024 * 1024
-TOKEN_ENV = "CRM_MCP_HTTP_TOKEN"
-ALLOWED_HOSTS_ENV = "CRM_MCP_ALLOWED_HOSTS"  # comma-separated extra Host values, e.g. crm.example.com:443
-ALLOWED_ORIGINS_ENV = "CRM_MCP_ALLOWED_ORIGINS"
+MIN_PUBLIC_TOKEN_CHARS = 32
+TOKEN_ENV = HTTP_TOKEN_ENV
+HEALTH_PATH = "/health"
+MCP_PATH = "/mcp"  # the SDK's streamable_http_path
+_HEALTH_BODY = b'{"status":"ok"}'
+_ALL_ADDRESSES = ("0.0.0.0", "::", "[::]", "")
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "127.0.0.1:*", "localhost:*", "[::1]:*")
+_LOOPBACK_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
 
 
 def is_loopback(host: str) -> bool:
@@ -36,6 +46,22 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+class HealthCheck:
+    """ASGI middleware: `GET /health` (or HEAD) -> 200 `{"status":"ok"}`, before the Host check and
+    authentication (load balancers send an IP address as Host and no token); says nothing else."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == HEALTH_PATH and scope["method"] in ("GET", "HEAD"):
+            headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else _HEALTH_BODY})
+            return
+        await self.app(scope, receive, send)
 
 
 class BearerTokenGuard:
@@ -69,50 +95,136 @@ class BearerTokenGuard:
         await self.app({**scope, SERVER_AUTHENTICATED: True}, receive, send)
 
 
-def _split(env_name: str) -> list[str]:
-    return [v.strip() for v in os.environ.get(env_name, "").split(",") if v.strip()]
+def _matches(value: str, patterns: tuple[str, ...]) -> bool:
+    """`value` is one of `patterns`, where `name:*` stands for `name` with any port."""
+    return any(value == p or (p.endswith(":*") and value.startswith(p[:-1])) for p in patterns)
 
 
-def security_settings(host: str, port: int) -> TransportSecuritySettings:
-    hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", *_split(ALLOWED_HOSTS_ENV)]
-    origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*", *_split(ALLOWED_ORIGINS_ENV)]
-    if not is_loopback(host) and host not in ("0.0.0.0", "::"):
-        hosts.append(f"{host}:{port}")
-    return TransportSecuritySettings(
-        enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
-    )
+def _is_ip_address(host_header: str) -> bool:
+    """`1.2.3.4`, `1.2.3.4:8000`, `[fe80::1]:8000`: an IP address, with or without a port."""
+    if host_header.startswith("["):
+        address, _, rest = host_header[1:].partition("]")
+        port = rest.removeprefix(":")
+    else:
+        address, _, port = host_header.partition(":")
+    if port and not port.isdigit():
+        return False
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return True
 
 
-def build_http_app(server: Any, settings: Settings, *, host: str, port: int, token: str | None) -> ASGIApp:
-    """The ASGI app for `server`. Raises ConfigError for a non-loopback bind without a token."""
-    if not is_loopback(host) and not token:
+class HostOriginGuard:
+    """ASGI middleware against DNS rebinding: 421 for a Host, 403 for an Origin this server does
+    not serve, each saying which variable accepts it."""
+
+    def __init__(self, app: ASGIApp, *, hosts: tuple[str, ...], origins: tuple[str, ...], any_ip_host: bool):
+        self.app = app
+        self.hosts = hosts
+        self.origins = origins
+        self.any_ip_host = any_ip_host
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope.get("headers", [])}
+        host = headers.get("host", "")
+        origin = headers.get("origin")
+        if not (_matches(host, self.hosts) or (self.any_ip_host and _is_ip_address(host))):
+            log.warning("refused a request for Host %r", host[:100])
+            await send_error(send, 421, f"this server does not serve the Host {host[:100]!r}; to serve it, "
+                             f"add it to {ALLOWED_HOSTS_ENV} (e.g. name:port)")
+            return
+        if origin and not _matches(origin, self.origins):
+            log.warning("refused a request from Origin %r", origin[:100])
+            await send_error(send, 403, f"this server does not accept requests from the Origin {origin[:100]!r}")
+            return
+        await self.app(scope, receive, send)
+
+
+class PostOnly:
+    """ASGI middleware: the stateless MCP endpoint takes POST only. The SDK would answer a GET
+    with an event stream that never ends (nothing is ever sent on it without a session). Other
+    paths (e.g. metadata an auth layer publishes) are left to the app."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = scope["type"] == "http" and scope["path"].rstrip("/") == MCP_PATH
+        if endpoint and scope["method"] != "POST":
+            await send_error(send, 405, f"{scope['method']} is not served here: send MCP requests with POST "
+                             "(this server is stateless and opens no event stream)", headers=[(b"allow", b"POST")])
+            return
+        await self.app(scope, receive, send)
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Raises ConfigError for a token no client could send, or a public bind without a long token."""
+    if token is not None and token != token.strip():
+        raise ConfigError(
+            f"{TOKEN_ENV} has leading or trailing whitespace, which no client can send in a header: remove it."
+        )
+    if is_loopback(host):
+        return
+    if not token:
         raise ConfigError(
             f"refusing to serve HTTP on {host}, which is not a loopback address, without a bearer token: "
             f"set {TOKEN_ENV} (clients then send 'Authorization: Bearer <token>'), or bind 127.0.0.1."
         )
+    if len(token) < MIN_PUBLIC_TOKEN_CHARS:
+        raise ConfigError(
+            f"{TOKEN_ENV} must be at least {MIN_PUBLIC_TOKEN_CHARS} characters to serve on {host}, which is not "
+            f"a loopback address (it has {len(token)}); "
+            "e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+
+
+def host_guard(app: ASGIApp, settings: Settings, *, host: str, port: int) -> HostOriginGuard:
+    hosts = (*_LOOPBACK_HOSTS, *settings.allowed_hosts)
+    if not is_loopback(host) and host not in _ALL_ADDRESSES:
+        hosts = (*hosts, f"{host}:{port}")
+    origins = (*_LOOPBACK_ORIGINS, *settings.allowed_origins)
+    return HostOriginGuard(app, hosts=hosts, origins=origins, any_ip_host=host in _ALL_ADDRESSES)
+
+
+def build_http_app(server: Any, settings: Settings, *, host: str, port: int, token: str | None) -> ASGIApp:
+    """The ASGI app for `server`, the layers listed outermost first in the order a request meets
+    them. Raises ConfigError (see `check_bind`)."""
+    check_bind(host, token)
     app: ASGIApp = server.streamable_http_app(
         stateless_http=True,
         json_response=True,
         max_request_body_size=MAX_BODY_BYTES,
-        transport_security=security_settings(host, port),
+        # Host and Origin are checked by HostOriginGuard, which knows all-addresses binds
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
         host=host,
+        streamable_http_path=MCP_PATH,
     )
+    app = ReadBodyWithin(app, seconds=settings.body_timeout, max_bytes=MAX_BODY_BYTES)
+    app = AnswerWithin(app, seconds=settings.request_timeout)
+    app = PostOnly(app)
+    app = host_guard(app, settings, host=host, port=port)
     if token:
         app = BearerTokenGuard(app, token)
-    return app
+    return HealthCheck(app)
 
 
 def run_http(server: Any, settings: Settings, *, host: str, port: int) -> int:
-    import sys
-
     import uvicorn
 
-    token = os.environ.get(TOKEN_ENV) or None
+    token = settings.http_token
     try:
         app = build_http_app(server, settings, host=host, port=port, token=token)
     except ConfigError as exc:
         print(f"crm-mcp: configuration error: {exc}", file=sys.stderr)
         return 2
     log.info("streamable HTTP at http://%s:%d/mcp%s", host, port, " (bearer token required)" if token else "")
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    if host in _ALL_ADDRESSES:
+        log.info("clients may use any IP address of this machine as the host; to use a DNS name, "
+                 "set %s=<name>:%d", ALLOWED_HOSTS_ENV, port)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, **uvicorn_options(settings))
     return 0

@@ -23,7 +23,7 @@ from crm_mcp.errors import CrmError
 from crm_mcp.operations import Operation, model, operation
 from crm_mcp.redaction import redact
 from crm_mcp.tenants import TenantClient
-from crm_mcp.tool_args import args_model, split_arguments
+from crm_mcp.tool_args import args_model_for, split_arguments
 
 log = logging.getLogger("crm_mcp.calls")
 
@@ -105,7 +105,7 @@ class CrmRuntime:
             service_id=self.settings.service_id,
             base_url=base_url,
             transport=self._transport,
-            **self._client_options,
+            **{"read_timeout": self.settings.upstream_timeout, **self._client_options},  # CRM_MCP_UPSTREAM_TIMEOUT
         )
 
     async def aclose(self) -> None:
@@ -137,7 +137,7 @@ class CrmRuntime:
         status: int | str = "-"
         request_id = None
         try:
-            args = args_model(op).model_validate(arguments or {})
+            args = args_model_for(op, self.settings).model_validate(arguments or {})
         except ValidationError as exc:
             elapsed_ms = (time.perf_counter() - started) * 1000
             log.info("tool=%s status=invalid-arguments ms=%.1f request_id=-", tool_name, elapsed_ms)

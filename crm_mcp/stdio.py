@@ -13,33 +13,107 @@ SDK's own transport unchanged.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
+import re
 import stat
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 log = logging.getLogger("crm_mcp.stdio")
 
 _LINE_LIMIT = 64 * 1024 * 1024  # one JSON-RPC message per line; generous, but bounded
+_CHUNK = 64 * 1024
+INVALID_REQUEST = -32600
 
 
 class _PipeLines:
-    """`async for line in ...` over an asyncio StreamReader, as the SDK's transport reads stdin."""
+    """`async for line in ...` over an asyncio StreamReader, as the SDK's transport reads stdin.
 
-    def __init__(self, reader: asyncio.StreamReader):
+    A line longer than `limit` is held no further than the limit (and one read): it is skipped to
+    its end, logged, and, when its start shows a request id, answered with a JSON-RPC error
+    through `reply`; the next line is read as usual (asyncio's own `readline` would raise and end
+    the server)."""
+
+    def __init__(self, reader: asyncio.StreamReader, reply: Callable[[bytes], None], limit: int = _LINE_LIMIT):
         self._reader = reader
+        self._reply = reply
+        self._limit = limit
+        self._buffer = bytearray()
+        self._scanned = 0  # bytes of the buffer already searched for a newline
+        self._eof = False
 
     def __aiter__(self) -> _PipeLines:
         return self
 
     async def __anext__(self) -> str:
-        line = await self._reader.readline()
-        if not line:
-            raise StopAsyncIteration
-        return line.decode("utf-8", errors="replace")
+        while True:
+            end = self._buffer.find(b"\n", self._scanned)
+            if end >= 0:
+                line = bytes(self._buffer[: end + 1])
+                del self._buffer[: end + 1]
+                self._scanned = 0
+                if len(line) > self._limit:  # it all arrived at once: refuse it whole
+                    self._refuse(line[:1024], len(line))
+                    continue
+                return line.decode("utf-8", errors="replace")
+            self._scanned = len(self._buffer)
+            if self._eof:
+                if not self._buffer:
+                    raise StopAsyncIteration
+                line = bytes(self._buffer)
+                self._buffer.clear()
+                self._scanned = 0
+                return line.decode("utf-8", errors="replace")
+            if len(self._buffer) > self._limit:
+                await self._skip_overlong_line()
+                continue
+            chunk = await self._reader.read(_CHUNK)
+            if chunk:
+                self._buffer += chunk
+            else:
+                self._eof = True
+
+    async def _skip_overlong_line(self) -> None:
+        start = bytes(self._buffer[:1024])
+        skipped = len(self._buffer)
+        self._buffer.clear()
+        self._scanned = 0
+        while True:
+            chunk = await self._reader.read(_CHUNK)
+            if not chunk:
+                self._eof = True
+                break
+            end = chunk.find(b"\n")
+            if end >= 0:
+                skipped += end + 1
+                self._buffer += chunk[end + 1 :]
+                break
+            skipped += len(chunk)
+        self._refuse(start, skipped)
+
+    def _refuse(self, start: bytes, size: int) -> None:
+        """Log a skipped over-long message and answer it when its `start` shows its id."""
+        request_id = _leading_id(start)
+        log.warning("stdin: skipped a message of %d bytes, over the limit of %d bytes for one message",
+                    size, self._limit)
+        if request_id is not None:
+            error = {"code": INVALID_REQUEST,
+                     "message": f"message refused: longer than {self._limit} bytes, the limit for one message"}
+            self._reply(b'{"jsonrpc":"2.0","id":' + request_id + b',"error":' + json.dumps(error).encode() + b"}\n")
+
+
+# the request id at the start of a message as clients write it: {"jsonrpc":"2.0","id":..., or {"id":...,
+_LEADING_ID = re.compile(rb'\A\s*\{\s*(?:"jsonrpc"\s*:\s*"2\.0"\s*,\s*)?"id"\s*:\s*(-?\d{1,18}|"[^"\\]{0,200}")\s*,')
+
+
+def _leading_id(start: bytes) -> bytes | None:
+    """The JSON text of the id a message starts with, or None when its start shows none."""
+    found = _LEADING_ID.match(start)
+    return found.group(1) if found else None
 
 
 class _PipeWriter:
@@ -78,12 +152,12 @@ async def fast_stdio_server() -> AsyncIterator[Any]:
     stdout_buffer, restore_stdout = claim(1, sys.stdout, "wb", sdk_stdio._open_stdout_diversion)
     try:
         loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=_LINE_LIMIT)
+        reader = asyncio.StreamReader()
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stdin_buffer)
         transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, stdout_buffer)
         writer = asyncio.StreamWriter(transport, protocol, None, loop)
         context: AbstractAsyncContextManager[Any] = sdk_stdio.stdio_server(
-            stdin=_PipeLines(reader),  # type: ignore[arg-type]
+            stdin=_PipeLines(reader, writer.write),  # type: ignore[arg-type]
             stdout=_PipeWriter(writer),  # type: ignore[arg-type]
         )
         async with context as streams:

@@ -2,18 +2,29 @@
 
 Each tool's arguments are flat: path ids, then the query parameters of a list (`limit`, `cursor`,
 `filter`, `sort`, `fields`, `pass_through`) or the writable fields of the record for a create or
-an update, plus optional per-call `consumer_id` / `service_id` overrides. The same pydantic
-model validates a call and, compacted by `crm_mcp.schema_compact`, is the tool's input schema.
+an update. The same pydantic model validates a call and, compacted by `crm_mcp.schema_compact`,
+is the tool's input schema; the descriptions written here are the ones agents see (the contract's
+own field descriptions stay in the generated models), so each is short and says what the name
+does not.
+
+Per-call `consumer_id` / `service_id` overrides exist only when the operator turns per-call
+consumer switching on (`Settings.per_call_consumer`, optionally limited to
+`Settings.allowed_consumers`): with the server's own credentials, a `consumer_id` argument reaches
+any consumer of the operator's Apideck application. When off, the arguments are not listed and a
+call that gives one is refused.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from functools import cache
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema, create_model
+from pydantic.json_schema import SkipJsonSchema
 
+from crm_mcp.config import Settings
 from crm_mcp.operations import Operation, model
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -49,25 +60,76 @@ MAX_RECORDS = 1000
 PageSize = Annotated[int, Field(ge=1, le=200), WithJsonSchema({"type": "integer", "maximum": 200})]
 RecordCount = Annotated[int, Field(ge=1), WithJsonSchema({"type": "integer"})]
 
-# Names that are not fields of a record but arguments of every tool of a kind.
-COMMON_FIELDS: dict[str, Any] = {
-    "consumer_id": (ConsumerId | None, Field(None, description="Act for this consumer instead of the default")),
-    "service_id": (ConsumerId | None, Field(None, description="Connector to use, e.g. salesforce, hubspot")),
+PER_CALL_CONSUMER_OFF = (
+    "per-call consumer switching is off on this server: calls act for its configured consumer and "
+    "connector (the operator can turn it on with CRM_MCP_PER_CALL_CONSUMER=1). Leave this argument out"
+)
+_CONSUMER_DESCRIPTIONS = {
+    "consumer_id": "Act for this Apideck consumer instead of the server's",
+    "service_id": "Connector to use, e.g. salesforce, hubspot",
 }
 
+
+def _refuse_switching(value: Any) -> Any:
+    raise ValueError(PER_CALL_CONSUMER_OFF)
+
+
+# When switching is off: not in the schema, and refused with a message that says why.
+SwitchingOff = SkipJsonSchema[Annotated[Any, AfterValidator(_refuse_switching)]]
+
+
+def consumer_fields(per_call_consumer: bool, allowed_consumers: Collection[str] | None) -> dict[str, Any]:
+    """The `consumer_id` / `service_id` arguments as the server's settings make them."""
+    if not per_call_consumer:
+        return {name: (SwitchingOff, Field(None)) for name in _CONSUMER_DESCRIPTIONS}
+    consumer: Any = ConsumerId
+    if allowed_consumers is not None:
+        allowed = frozenset(allowed_consumers)
+
+        def check_allowed(value: str) -> str:
+            if value not in allowed:
+                raise ValueError(
+                    "this consumer is not among the consumers this server may act for "
+                    "(CRM_MCP_ALLOWED_CONSUMERS); leave consumer_id out to act for the configured one"
+                )
+            return value
+
+        consumer = Annotated[ConsumerId, AfterValidator(check_allowed)]
+    return {
+        "consumer_id": (consumer | None, Field(None, description=_CONSUMER_DESCRIPTIONS["consumer_id"])),
+        "service_id": (ConsumerId | None, Field(None, description=_CONSUMER_DESCRIPTIONS["service_id"])),
+    }
+
+
+def with_consumer_arguments(input_schema: dict[str, Any]) -> dict[str, Any]:
+    """A tool's published input schema (computed with switching off, as the precomputed tool list
+    is) with the `consumer_id` / `service_id` arguments listed: what the server publishes when
+    per-call consumer switching is on."""
+    listed = {name: {"type": "string", "description": text} for name, text in _CONSUMER_DESCRIPTIONS.items()}
+    return {**input_schema, "properties": {**input_schema["properties"], **listed}}
+
+
 LIST_FIELDS: dict[str, Any] = {
-    "limit": (PageSize | None, Field(None, description="Records per page, 1-200 (default 20)")),
+    "limit": (PageSize | None, Field(None)),
     "max_records": (
         RecordCount | None,
-        Field(None, description=f"Read up to this many records across pages (at most {MAX_RECORDS})"),
+        Field(None, description=f"Total to read across pages (≤ {MAX_RECORDS})"),
     ),
     "cursor": (str | None, Field(None, max_length=4096, description="next_cursor of the previous page")),
     "fields": (
         list[Annotated[str, StringConstraints(pattern=r"^([A-Za-z0-9_.]+|\*)$")]] | None,
-        Field(None, max_length=100, description='Only these fields, e.g. ["name","addresses.city"]; ["*"]: all'),
+        Field(None, max_length=100, description='Fields to return, e.g. ["name","emails"]; ["*"]: all'),
     ),
-    "pass_through": (PassThroughQuery | None, Field(None, description="Connector query parameters, passed as is")),
+    "pass_through": (PassThroughQuery | None, Field(None, description="Connector query parameters, sent as is")),
 }
+
+# What a body field's name does not say. Update tools send arrays as they are: the API stores the
+# list given, so an agent adding one phone number must send the others too.
+REPLACES_LIST = "Replaces the whole list"
+BODY_DESCRIPTIONS: dict[str, str] = {
+    "currency": "ISO 4217 code, e.g. USD",  # the ~180 codes are checked on the server, not listed
+}
+_NOT_STORED = {"pass_through"}  # connector extensions sent with a write, not a list the record keeps
 
 
 class ToolArgs(BaseModel):
@@ -76,16 +138,32 @@ class ToolArgs(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+def filter_description(op: Operation) -> str | None:
+    """How the filters of a list match, from the filter's fields: ids exactly, text as the
+    connector matches it (the API does not define it: the sandbox's rule is not the API's), and
+    which date `updated_since` compares."""
+    names = list(model(op.filter_model).model_fields) if op.filter_model else []
+    parts = []
+    if any(n.endswith("_id") for n in names):
+        parts.append("ids match exactly")
+    if {"name", "first_name", "last_name", "title", "email", "phone_number"} & set(names):
+        parts.append("text matching (exact, partial, case) depends on the connector")
+    if "updated_since" in names:
+        edited = ", not when the activity happened" if op.resource == "activities" else ""
+        parts.append(f"updated_since: the record's last edit{edited}")
+    text_ = "; ".join(parts)
+    return text_[:1].upper() + text_[1:] or None
+
+
 def path_fields(op: Operation) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in op.path_params:
-        what = "Custom object schema id" if name == "object_id" else f"{op.resource.replace('_', ' ')} record id"
-        out[name] = (RecordId, Field(description=what[:1].upper() + what[1:]))
+        out[name] = (RecordId, Field(description="Custom object schema id") if name == "object_id" else Field())
     return out
 
 
 def body_fields(op: Operation, *, partial: bool) -> dict[str, Any]:
-    """The writable fields of the operation's request body; all optional when `partial`."""
+    """The writable fields of the operation's request body; all optional when `partial` (an update)."""
     if not op.body_model:
         return {}
     body = model(op.body_model)
@@ -94,11 +172,22 @@ def body_fields(op: Operation, *, partial: bool) -> dict[str, Any]:
         if name in op.path_params:  # e.g. a pipeline's writable `id` on update: the path id wins
             continue
         annotation: Any = info.annotation
+        description = BODY_DESCRIPTIONS.get(name)
+        if partial and description is None and name not in _NOT_STORED and _is_list(annotation):
+            description = REPLACES_LIST
+        # json_schema_extra: a date's or date-time's format, which the published schema names
+        kept: dict[str, Any] = {
+            "alias": info.alias, "description": description, "json_schema_extra": info.json_schema_extra,
+        }
         if partial or not info.is_required():
-            out[name] = (annotation | None, Field(None, alias=info.alias, description=info.description))
+            out[name] = (annotation | None, Field(None, **kept))
         else:
-            out[name] = (annotation, Field(alias=info.alias, description=info.description))
+            out[name] = (annotation, Field(**kept))
     return out
+
+
+def _is_list(annotation: Any) -> bool:
+    return any(getattr(arg, "__origin__", None) is list for arg in (annotation, *getattr(annotation, "__args__", ())))
 
 
 def query_fields(op: Operation) -> dict[str, Any]:
@@ -107,7 +196,7 @@ def query_fields(op: Operation) -> dict[str, Any]:
         paged = "cursor" in op.query_params  # max_records follows the cursors: paged lists only
         out.update({k: v for k, v in LIST_FIELDS.items() if k in op.query_params or (k == "max_records" and paged)})
         if op.filter_model:
-            out["filter"] = (model(op.filter_model) | None, Field(None))
+            out["filter"] = (model(op.filter_model) | None, Field(None, description=filter_description(op)))
         if op.sort_model:
             out["sort"] = (model(op.sort_model) | None, Field(None))
     elif op.action == "get" and "fields" in op.query_params:
@@ -116,16 +205,23 @@ def query_fields(op: Operation) -> dict[str, Any]:
 
 
 @cache
-def args_model(op: Operation) -> type[ToolArgs]:
-    """The pydantic model of a tool's arguments (built once per operation, on first use)."""
+def args_model(
+    op: Operation, per_call_consumer: bool = False, allowed_consumers: frozenset[str] | None = None
+) -> type[ToolArgs]:
+    """The pydantic model of a tool's arguments (built once per operation and consumer setting)."""
     fields: dict[str, Any] = {
         **path_fields(op),
         **query_fields(op),
         **body_fields(op, partial=op.action == "update"),
-        **COMMON_FIELDS,
+        **consumer_fields(per_call_consumer, allowed_consumers),
     }
     name = "".join(part.title() for part in op.tool_name.split("_")) + "Args"
     return create_model(name, __base__=ToolArgs, **fields)
+
+
+def args_model_for(op: Operation, settings: Settings) -> type[ToolArgs]:
+    """The argument model of `op` on a server with `settings` (per-call consumer switching)."""
+    return args_model(op, settings.per_call_consumer, settings.allowed_consumers)
 
 
 def split_arguments(op: Operation, args: ToolArgs) -> tuple[dict[str, str], dict[str, Any], dict[str, Any] | None]:

@@ -129,12 +129,13 @@ def valid_arguments(tool: str, resource: str, action: str) -> dict[str, Any]:
 
 
 @contextmanager
-def serve_in_thread(app: Any) -> Iterator[int]:
-    """Run an ASGI app under uvicorn on 127.0.0.1 (a free port) in a thread; yields the port."""
+def serve_in_thread(app: Any, **options: Any) -> Iterator[int]:
+    """Run an ASGI app under uvicorn on 127.0.0.1 (a free port) in a thread; yields the port.
+    `options`: more uvicorn settings (e.g. `crm_mcp.http_limits.uvicorn_options(settings)`)."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", **options))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

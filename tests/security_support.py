@@ -9,6 +9,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from typing import Any
 
 import httpx2
@@ -22,7 +23,7 @@ from crm_mcp.config import Settings
 from crm_mcp.operations import Operation, operation
 from crm_mcp.render import FRAME
 from crm_mcp.server import build_server
-from crm_mcp.tool_args import args_model
+from crm_mcp.tool_args import args_model, with_consumer_arguments
 from crm_mcp.tools import ToolDef, operation_tools
 
 # What a result must never show: a traceback, a source location, the validation library, our paths.
@@ -102,17 +103,20 @@ def assert_serving(session: BlockingSession) -> None:
 
 
 def tools() -> tuple[ToolDef, ...]:
-    return operation_tools()
+    """The operation tools as a server of `settings_for` (per-call consumers on) lists them."""
+    return tuple(replace(t, input_schema=with_consumer_arguments(t.input_schema)) for t in operation_tools())
 
 
+# The attacks run with per-call consumer switching on (`settings_for`), its arguments the riskiest
+# (they choose the tenant); off, the default, refuses them outright (tests/test_schemas.py).
 def full_schema(op: Operation) -> dict[str, Any]:
     """The argument model's own JSON schema (with types, bounds, $defs): what validation enforces."""
-    return args_model(op).model_json_schema(by_alias=True)
+    return args_model(op, True).model_json_schema(by_alias=True)
 
 
 def accepts(op: Operation, arguments: dict[str, Any]) -> bool:
     try:
-        args_model(op).model_validate(arguments)
+        args_model(op, True).model_validate(arguments)
     except ValidationError:
         return False
     return True
@@ -329,7 +333,7 @@ def new_consumer(prefix: str) -> str:
 
 
 def settings_for(base_url: str, consumer: str, api_key: str = "test-secret-key") -> Settings:
-    return Settings(api_key=api_key, app_id="test-app", consumer_id=consumer, base_url=base_url)
+    return Settings(api_key=api_key, app_id="test-app", consumer_id=consumer, base_url=base_url, per_call_consumer=True)
 
 
 def operation_of(tool: ToolDef) -> Operation:

@@ -86,12 +86,12 @@ async def test_find_describe_and_run_list_contacts_within_700_tokens(client: Cli
     assert total <= 700, (paid(found), paid(described), paid(ran))
 
 
-async def test_describing_the_largest_create_tool_within_600_tokens(client: Client) -> None:
+async def test_describing_the_largest_create_tool_within_750_tokens(client: Client) -> None:
     described = await client.call_tool("describe_tool", {"name": LARGEST_CREATE})
     assert not described.is_error
     published = next(t for t in operation_tools() if t.name == LARGEST_CREATE).input_schema
     assert json.loads(text_of(described).split("arguments: ", 1)[1]) == published
-    assert paid(described) <= 600, paid(described)
+    assert paid(described) <= 750, paid(described)  # as the largest tool in tools/list
 
 
 async def test_call_tool_runs_like_a_direct_call(

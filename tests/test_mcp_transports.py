@@ -120,3 +120,52 @@ async def test_streamable_http(http_server: str, mode: str) -> None:
         assert "opp_" in text_of(page)
         bad = await client.call_tool("list_opportunities", {"limit": 500})
         assert bad.is_error and "limit" in text_of(bad)
+
+
+@pytest.mark.slow
+def test_a_stdio_line_over_the_limit_is_refused_and_the_server_keeps_serving() -> None:
+    """A message longer than the reader's 64 MiB limit: an error for its id, a log line, and the
+    next message is served (asyncio's readline would raise and end the server)."""
+    from crm_mcp.stdio import _LINE_LIMIT
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "crm_mcp"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**CLEAN_ENV, "CRM_MCP_SANDBOX_DB": ":memory:"},
+    )
+    assert proc.stdin and proc.stdout
+
+    def send(message: dict[str, Any] | bytes) -> None:
+        assert proc.stdin
+        proc.stdin.write(message if isinstance(message, bytes) else json.dumps(message).encode() + b"\n")
+        proc.stdin.flush()
+
+    def answer_to(request_id: int) -> dict[str, Any]:
+        assert proc.stdout
+        while True:
+            line = proc.stdout.readline()
+            assert line, "the server closed stdout"
+            decoded: dict[str, Any] = json.loads(line)
+            if decoded.get("id") == request_id:
+                return decoded
+
+    try:
+        send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}}})
+        assert answer_to(1)["result"]["serverInfo"]["name"] == "crm-mcp"
+        send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        shell = b'{"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "create_note", '
+        send(shell + b'"arguments": {"content": "' + b"x" * (_LINE_LIMIT + 1024) + b'"}}}\n')
+        refused = answer_to(2)
+        assert refused["error"]["code"] == -32600
+        assert f"longer than {_LINE_LIMIT} bytes" in refused["error"]["message"]
+        send({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+              "params": {"name": "list_users", "arguments": {"limit": 2}}})
+        served = answer_to(3)
+        assert served["result"]["isError"] is False
+        assert "usr_" in served["result"]["content"][0]["text"]
+        assert proc.poll() is None
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=20)
+        stderr = proc.stderr.read().decode() if proc.stderr else ""
+    assert f"over the limit of {_LINE_LIMIT} bytes for one message" in stderr

@@ -1,10 +1,12 @@
 """The built wheel, installed into a fresh virtual environment: it carries its data files, the
 `crm-mcp` command works, and a real stdio session runs from the installed package alone (not from
-this source tree)."""
+this source tree). The install is lean: only what serving needs, without the optional tokenizer
+(`unified-crm-mcp[tokens]`), whose absence `crm-mcp tools` explains."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -16,6 +18,8 @@ from pathlib import Path
 import pytest
 from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
@@ -37,11 +41,14 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("APIDECK_") and k not in drop}
 
 
-def _run(args: list[str | Path], *, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def _run(
+    args: list[str | Path], *, cwd: Path, timeout: float = 60, env: dict[str, str] | None = None, status: int = 0
+) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        [str(a) for a in args], cwd=cwd, env=_clean_env(), capture_output=True, text=True, timeout=timeout
+        [str(a) for a in args], cwd=cwd, env={**_clean_env(), **(env or {})}, capture_output=True, text=True,
+        timeout=timeout,
     )
-    assert result.returncode == 0, (
+    assert result.returncode == status, (
         f"{args} exited {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     )
     return result
@@ -112,6 +119,50 @@ def test_crm_mcp_help(venv: Path, workdir: Path) -> None:
 def test_python_m_crm_mcp_version(venv: Path, workdir: Path) -> None:
     out = _run([venv / BIN / f"python{EXE}", "-m", "crm_mcp", "--version"], cwd=workdir)
     assert out.stdout.strip() == f"crm-mcp {VERSION}"
+
+
+def test_the_tokenizer_is_an_extra_not_a_dependency(wheel: Path, venv: Path, workdir: Path) -> None:
+    with zipfile.ZipFile(wheel) as archive:
+        [metadata_name] = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        metadata = Parser().parsestr(archive.read(metadata_name).decode("utf-8"))
+    requires = metadata.get_all("Requires-Dist") or []
+    tokenizer = [r for r in requires if r.startswith("bpe-openai")]
+    assert "bpe-openai>=0.1.4; extra == 'tokens'" in tokenizer
+    assert all("; extra == " in r for r in tokenizer), tokenizer  # never unconditional
+    assert not [r for r in requires if r.startswith("pydantic-settings")]  # nothing of ours imports it
+    _run([venv / BIN / f"python{EXE}", "-c", "import bpe_openai"], cwd=workdir, status=1)
+
+
+def test_crm_mcp_tools_without_the_tokenizer_says_how_to_get_it(venv: Path, workdir: Path) -> None:
+    out = _run([venv / BIN / f"crm-mcp{EXE}", "tools"], cwd=workdir, status=1)
+    assert out.stdout == ""
+    assert out.stderr.strip() == (
+        "crm-mcp tools: counting tokens needs the optional bpe-openai tokenizer, which is not installed: "
+        "pip install 'unified-crm-mcp[tokens]'"
+    )
+
+
+def test_a_tool_call_on_the_sandbox_from_the_lean_install(venv: Path, workdir: Path) -> None:
+    out = _run(
+        [venv / BIN / f"crm-mcp{EXE}", "call", "list_users", '{"limit": 2}'],
+        cwd=workdir, env={"CRM_MCP_SANDBOX_DB": ":memory:"},
+    )
+    assert len(set(re.findall(r"usr_\w+", out.stdout))) == 2, out.stdout
+
+
+def _site_packages_bytes(root: Path) -> int:
+    query = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    site = Path(_run([root / BIN / f"python{EXE}", "-c", query], cwd=root).stdout.strip())
+    return sum(f.stat().st_size for f in site.rglob("*") if f.is_file() and not f.is_symlink())
+
+
+def test_the_install_stays_lean(venv: Path, tmp_path: Path) -> None:
+    """What the wheel adds to a bare virtualenv (the README states it). The tokenizer alone is 75 MB;
+    this bound catches it, or another heavy dependency, coming back."""
+    bare = tmp_path / "bare"
+    _run([sys.executable, "-m", "venv", bare], cwd=tmp_path, timeout=120)
+    added = _site_packages_bytes(venv) - _site_packages_bytes(bare)
+    assert added < 60_000_000, f"the install adds {added / 1e6:.1f} MB"
 
 
 

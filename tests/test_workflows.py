@@ -82,9 +82,8 @@ def test_definitions_are_compact_and_valid() -> None:
         jsonschema.Draft202012Validator.check_schema(tool.input_schema)
         jsonschema.Draft202012Validator.check_schema(tool.output_schema)
         # the published schema is exactly the compaction of the model that validates the call
-        keep = {k for k, v in tool.input_schema["properties"].items() if "description" in v}
         model_schema = ARGS[tool.name].model_json_schema(by_alias=True)
-        assert compact_schema(model_schema, keep_descriptions=keep) == tool.input_schema, tool.name
+        assert compact_schema(model_schema) == tool.input_schema, tool.name
     hints = {t.name: t.annotations for t in workflow_tools()}
     assert hints["search_crm"] == {"readOnlyHint": True} == hints["get_account_overview"]
     assert hints["log_interaction"] == {"destructiveHint": False}

@@ -8,12 +8,16 @@ tools/list sends them (compact JSON), and tool results as their text plus their 
 a sandbox CRM started here (in-memory database, a fresh demo consumer per server).
 
 Rows:
-- tools/list of the 50 operation tools, and the largest one;
+- tools/list of the 50 operation tools, and the largest one: every parameter typed, arrays with
+  their items, enums, date formats and the argument descriptions in (≤ 12,500 and ≤ 750; typing
+  alone took the untyped list's ~8,000 to ~10,400), per-call consumer arguments off (the default),
+  and the same list with them on;
 - discover mode (`--tool-mode discover`): the meta-tool definitions; finding (`find_tools` "list
   contacts"), describing and running `list_contacts` (a page of 5, and the default page of 20);
-  describing the largest create tool. The ≤ 700 target is held against the page of 5: it stands
-  against Apideck's 1,666 tokens for the same three steps, which returns raw JSON and so cannot
-  have run a page of 20 (20 raw contacts alone cost about 4,400 tokens);
+  describing the largest create tool (≤ 750, as the largest tool). The ≤ 700 target is held
+  against the page of 5: it stands against Apideck's 1,666 tokens for the same three steps, which
+  returns raw JSON and so cannot have run a page of 20 (20 raw contacts alone cost about 4,400
+  tokens);
 - each workflow tool's answer against the sum of the single-tool results it replaces (the note adds
   what the agent writes, each call's name and arguments, to both sides): the same
   calls the workflow makes, each run as its own tool call (`search_crm` "Acme": one list call per
@@ -46,6 +50,7 @@ from crm_mcp.sandbox.server import SandboxServer  # noqa: E402
 from crm_mcp.selection import Selection  # noqa: E402
 from crm_mcp.server import build_server  # noqa: E402
 from crm_mcp.tokens import compact_json, count_tokens, json_tokens  # noqa: E402
+from crm_mcp.tool_args import with_consumer_arguments  # noqa: E402
 from crm_mcp.tools import operation_tools  # noqa: E402
 from crm_mcp.workflows import ACTIVITY_SCAN, NOTE_PAGE, NOTE_PAGES, SEARCH_PAGE, searches_for  # noqa: E402
 
@@ -107,9 +112,12 @@ async def measure(sandbox: SandboxServer) -> list[tuple[str, int, str, str]]:
         rows.append((what, value, f"≤ {target:,} {verdict}" if target is not None else "-", note))
 
     wire = [t.to_wire() for t in operation_tools()]
-    row("tools/list, 50 operation tools", json_tokens(wire), 8000)
+    row("tools/list, 50 operation tools", json_tokens(wire), 12_500)
     largest = max(wire, key=json_tokens)
-    row("largest tool", json_tokens(largest), 600, largest["name"])
+    row("largest tool", json_tokens(largest), 750, largest["name"])
+    switching = [{**t, "inputSchema": with_consumer_arguments(t["inputSchema"])} for t in wire]
+    row("tools/list, 50 operation tools, per-call consumers on", json_tokens(switching), None,
+        "CRM_MCP_PER_CALL_CONSUMER=1 lists consumer_id and service_id on each")
 
     creates = [t for t in operation_tools() if t.kind == "create"]
     largest_create = max(creates, key=lambda t: json_tokens(t.to_wire())).name
@@ -127,7 +135,7 @@ async def measure(sandbox: SandboxServer) -> list[tuple[str, int, str, str]]:
         row("discover: same, default page of 20", found + described + ran20, None,
             f"{found} + {described} + {ran20} (the 20 rows are the data asked for)")
         row("discover: describe the largest create tool", paid(await call(client, "describe_tool",
-                                                                          {"name": largest_create})), 600,
+                                                                          {"name": largest_create})), 750,
             largest_create)
 
     async with Client(build_server(settings_for(sandbox))) as client:

@@ -88,6 +88,24 @@ def first_sentence(text: str | None, limit: int = 160) -> str | None:
     return cut
 
 
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_ISO_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}")
+
+
+def date_format(schema: dict[str, Any]) -> str | None:
+    """`date` or `date-time` for a string the contract formats so, or whose example is one (the
+    contract leaves the format off some, e.g. an activity's `start_datetime`); published in the
+    input schemas so that an agent writes the right form."""
+    if schema.get("type") != "string":
+        return None
+    if schema.get("format") in ("date", "date-time"):
+        return str(schema["format"])
+    example = str(schema.get("example", ""))
+    if _ISO_DATE.match(example):
+        return "date"
+    return "date-time" if _ISO_DATE_TIME.match(example) else None
+
+
 # --------------------------------------------------------------------------- models
 
 
@@ -144,6 +162,11 @@ class ModelWriter:
             kinds = {o.get("type") for o in options}
             if kinds == {"string", "object"}:
                 return "str | dict[str, Any]", set()
+            if family == "input" and options and None not in kinds:
+                # e.g. a custom field's value: a union of typed options, so that the published
+                # schema types it (an `anyOf` of typed options); a whole number stays an int
+                members = [self.inline_type(o, class_name, family)[0] for o in options]
+                return " | ".join("int | float" if m == "float" else m for m in members), set()
             return "Any", set()
         kind = schema.get("type")
         if kind == "string":
@@ -222,6 +245,9 @@ class ModelWriter:
         desc = first_sentence(sub.get("description") or sub.get("title") or resolved.get("description"))
         if desc:
             args.append(f"description={desc!r}")
+        fmt = date_format(resolved)
+        if fmt and annotation.startswith("str"):
+            args.append(f"json_schema_extra={{'format': {fmt!r}}}")
         return f"    {attr}: {annotation} = Field({', '.join(args)})"
 
     def render(self) -> str:

@@ -17,7 +17,7 @@ class ActivitiesFilter(BaseModel):
     company_id: str | None = Field(None, description='Company ID to filter on')
     owner_id: str | None = Field(None, description='Owner ID to filter on')
     contact_id: str | None = Field(None, description='Primary contact ID to filter on')
-    updated_since: str | None = Field(None, description='Updated since (timestamp)')
+    updated_since: str | None = Field(None, description='Updated since (timestamp)', json_schema_extra={'format': 'date-time'})
     type: str | None = Field(None, description='Type to filter on')
 
 
@@ -33,7 +33,7 @@ class Activity(BaseModel):
 
     id: str | None = Field(None, description='The unique identifier of the activity')
     downstream_id: str | None = Field(None, description='The third-party API ID of original entity')
-    activity_datetime: str | None = Field(None, description='The date and time of the activity')
+    activity_datetime: str | None = Field(None, description='The date and time of the activity', json_schema_extra={'format': 'date-time'})
     duration_seconds: int | None = Field(None, description='The duration of the activity in seconds')
     user_id: str | None = Field(None, description='The user related to the activity')
     account_id: str | None = Field(None, description='The account related to the activity')
@@ -65,13 +65,13 @@ class Activity(BaseModel):
     deleted: bool | None = Field(None, description='Whether the activity is deleted or not')
     show_as: Literal['free', 'busy'] | None = Field(None)
     done: bool | None = Field(None, description='Whether the Activity is done or not')
-    start_datetime: str | None = Field(None, description='The start date and time of the activity')
-    end_datetime: str | None = Field(None, description='The end date and time of the activity')
+    start_datetime: str | None = Field(None, description='The start date and time of the activity', json_schema_extra={'format': 'date-time'})
+    end_datetime: str | None = Field(None, description='The end date and time of the activity', json_schema_extra={'format': 'date-time'})
     duration_minutes: int | None = Field(None, description='The duration of the activity in minutes')
-    activity_date: str | None = Field(None, description='The date of the activity')
-    end_date: str | None = Field(None, description='The end date of the activity')
+    activity_date: str | None = Field(None, description='The date of the activity', json_schema_extra={'format': 'date'})
+    end_date: str | None = Field(None, description='The end date of the activity', json_schema_extra={'format': 'date'})
     recurrent: bool | None = Field(None, description='Whether the activity is recurrent or not')
-    reminder_datetime: str | None = Field(None, description='The date and time of the reminder')
+    reminder_datetime: str | None = Field(None, description='The date and time of the reminder', json_schema_extra={'format': 'date-time'})
     reminder_set: bool | None = Field(None, description='Whether the reminder is set or not')
     video_conference_url: str | None = Field(None, description='The URL of the video conference')
     video_conference_id: str | None = Field(None, description='The ID of the video conference')
@@ -80,8 +80,8 @@ class Activity(BaseModel):
     custom_mappings: dict[str, Any] | None = Field(None, description='When custom mappings are configured on the resource, the result is included here.')
     updated_by: str | None = Field(None, description='The user who last updated the activity')
     created_by: str | None = Field(None, description='The user who created the activity')
-    updated_at: str | None = Field(None, description='The date and time when the activity was last updated')
-    created_at: str | None = Field(None, description='The date and time when the activity was created')
+    updated_at: str | None = Field(None, description='The date and time when the activity was last updated', json_schema_extra={'format': 'date-time'})
+    created_at: str | None = Field(None, description='The date and time when the activity was created', json_schema_extra={'format': 'date-time'})
 
 
 class ActivityAttendee(BaseModel):
@@ -99,8 +99,8 @@ class ActivityAttendee(BaseModel):
     status: Literal['accepted', 'tentative', 'declined'] | None = Field(None, description='Status of the attendee')
     user_id: str | None = Field(None, description='The identifier for a related user')
     contact_id: str | None = Field(None, description='The identifier for a related contact')
-    updated_at: str | None = Field(None, description='The last time the attendee was updated (ISO 8601)')
-    created_at: str | None = Field(None, description='The time the attendee was created (ISO 8601)')
+    updated_at: str | None = Field(None, description='The last time the attendee was updated (ISO 8601)', json_schema_extra={'format': 'date-time'})
+    created_at: str | None = Field(None, description='The time the attendee was created (ISO 8601)', json_schema_extra={'format': 'date-time'})
 
 
 class ActivityAttendeeInput(BaseModel):
@@ -120,7 +120,7 @@ class ActivityAttendeeInput(BaseModel):
 class ActivityInput(BaseModel):
     model_config = ConfigDict(extra='forbid', populate_by_name=True, strict=True)
 
-    activity_datetime: str | None = Field(None, description='The date and time of the activity')
+    activity_datetime: str | None = Field(None, description='The date and time of the activity', json_schema_extra={'format': 'date-time'})
     duration_seconds: int | None = Field(None, description='The duration of the activity in seconds')
     user_id: str | None = Field(None, description='The user related to the activity')
     account_id: str | None = Field(None, description='The account related to the activity')
@@ -152,12 +152,12 @@ class ActivityInput(BaseModel):
     deleted: bool | None = Field(None, description='Whether the activity is deleted or not')
     show_as: Literal['free', 'busy'] | None = Field(None)
     done: bool | None = Field(None, description='Whether the Activity is done or not')
-    start_datetime: str | None = Field(None, description='The start date and time of the activity')
-    end_datetime: str | None = Field(None, description='The end date and time of the activity')
-    activity_date: str | None = Field(None, description='The date of the activity')
-    end_date: str | None = Field(None, description='The end date of the activity')
+    start_datetime: str | None = Field(None, description='The start date and time of the activity', json_schema_extra={'format': 'date-time'})
+    end_datetime: str | None = Field(None, description='The end date and time of the activity', json_schema_extra={'format': 'date-time'})
+    activity_date: str | None = Field(None, description='The date of the activity', json_schema_extra={'format': 'date'})
+    end_date: str | None = Field(None, description='The end date of the activity', json_schema_extra={'format': 'date'})
     recurrent: bool | None = Field(None, description='Whether the activity is recurrent or not')
-    reminder_datetime: str | None = Field(None, description='The date and time of the reminder')
+    reminder_datetime: str | None = Field(None, description='The date and time of the reminder', json_schema_extra={'format': 'date-time'})
     reminder_set: bool | None = Field(None, description='Whether the reminder is set or not')
     video_conference_url: str | None = Field(None, description='The URL of the video conference')
     video_conference_id: str | None = Field(None, description='The ID of the video conference')
@@ -284,8 +284,8 @@ class CompaniesFilter(BaseModel):
     model_config = ConfigDict(extra='forbid', populate_by_name=True, strict=True)
 
     name: str | None = Field(None, description='Name of the company to filter on')
-    updated_since: str | None = Field(None, description='Updated since (timestamp)')
-    created_since: str | None = Field(None, description='Created since (timestamp)')
+    updated_since: str | None = Field(None, description='Updated since (timestamp)', json_schema_extra={'format': 'date-time'})
+    created_since: str | None = Field(None, description='Created since (timestamp)', json_schema_extra={'format': 'date-time'})
 
 
 class CompaniesSort(BaseModel):
@@ -330,15 +330,15 @@ class Company(BaseModel):
     custom_fields: list[CustomField] | None = Field(None)
     tags: list[str] | None = Field(None)
     read_only: bool | None = Field(None, description='Whether the company is read-only or not')
-    last_activity_at: str | None = Field(None, description='Last activity date')
+    last_activity_at: str | None = Field(None, description='Last activity date', json_schema_extra={'format': 'date-time'})
     deleted: bool | None = Field(None, description='Whether the company is deleted or not')
     salutation: str | None = Field(None, description='A formal salutation for the person.')
-    birthday: str | None = Field(None, description='The date of birth of the person.')
+    birthday: str | None = Field(None, description='The date of birth of the person.', json_schema_extra={'format': 'date'})
     custom_mappings: dict[str, Any] | None = Field(None, description='When custom mappings are configured on the resource, the result is included here.')
     updated_by: str | None = Field(None, description='Updated by user ID')
     created_by: str | None = Field(None, description='Created by user ID')
-    updated_at: str | None = Field(None, description='Last updated date')
-    created_at: str | None = Field(None, description='Creation date')
+    updated_at: str | None = Field(None, description='Last updated date', json_schema_extra={'format': 'date-time'})
+    created_at: str | None = Field(None, description='Creation date', json_schema_extra={'format': 'date-time'})
 
 
 class CompanyInput(BaseModel):
@@ -374,7 +374,7 @@ class CompanyInput(BaseModel):
     tags: list[str] | None = Field(None)
     read_only: bool | None = Field(None, description='Whether the company is read-only or not')
     salutation: str | None = Field(None, description='A formal salutation for the person.')
-    birthday: str | None = Field(None, description='The date of birth of the person.')
+    birthday: str | None = Field(None, description='The date of birth of the person.', json_schema_extra={'format': 'date'})
     pass_through: list[PassThroughBodyInput] | None = Field(None, description='The pass_through property allows passing service-specific, custom data or structured modifications in request body when creating or updating resources.')
 
 
@@ -411,7 +411,7 @@ class Contact(BaseModel):
     department: str | None = Field(None, description='The department of the contact.')
     language: str | None = Field(None, description='language code according to ISO 639-1.')
     gender: Literal['male', 'female', 'unisex'] | None = Field(None, description='The gender of the contact.')
-    birthday: str | None = Field(None, description='The birthday of the contact.')
+    birthday: str | None = Field(None, description='The birthday of the contact.', json_schema_extra={'format': 'date'})
     image: str | None = Field(None)
     photo_url: str | None = Field(None, description='The URL of the photo of a person.')
     lead_source: str | None = Field(None, description='The lead source of the contact.')
@@ -428,12 +428,12 @@ class Contact(BaseModel):
     email_domain: str | None = Field(None)
     custom_fields: list[CustomField] | None = Field(None)
     tags: list[str] | None = Field(None)
-    first_call_at: str | None = Field(None, description='The first call date of the contact.')
-    first_email_at: str | None = Field(None, description='The first email date of the contact.')
-    last_activity_at: str | None = Field(None, description='The last activity date of the contact.')
+    first_call_at: str | None = Field(None, description='The first call date of the contact.', json_schema_extra={'format': 'date-time'})
+    first_email_at: str | None = Field(None, description='The first email date of the contact.', json_schema_extra={'format': 'date-time'})
+    last_activity_at: str | None = Field(None, description='The last activity date of the contact.', json_schema_extra={'format': 'date-time'})
     custom_mappings: dict[str, Any] | None = Field(None, description='When custom mappings are configured on the resource, the result is included here.')
-    updated_at: str | None = Field(None, description='The last update date of the contact.')
-    created_at: str | None = Field(None, description='The creation date of the contact.')
+    updated_at: str | None = Field(None, description='The last update date of the contact.', json_schema_extra={'format': 'date-time'})
+    created_at: str | None = Field(None, description='The creation date of the contact.', json_schema_extra={'format': 'date-time'})
     opportunity_ids: list[str] | None = Field(None, description='The opportunity ids of the contact.')
 
 
@@ -455,7 +455,7 @@ class ContactInput(BaseModel):
     department: str | None = Field(None, description='The department of the contact.')
     language: str | None = Field(None, description='language code according to ISO 639-1.')
     gender: Literal['male', 'female', 'unisex'] | None = Field(None, description='The gender of the contact.')
-    birthday: str | None = Field(None, description='The birthday of the contact.')
+    birthday: str | None = Field(None, description='The birthday of the contact.', json_schema_extra={'format': 'date'})
     image: str | None = Field(None)
     photo_url: str | None = Field(None, description='The URL of the photo of a person.')
     lead_source: str | None = Field(None, description='The lead source of the contact.')
@@ -486,8 +486,8 @@ class ContactsFilter(BaseModel):
     phone_number: str | None = Field(None, description='Phone number of the contact to filter on')
     company_id: str | None = Field(None, description='Unique identifier for the associated company of the contact to filter on')
     owner_id: str | None = Field(None, description='Unique identifier for the owner of the contact to filter on')
-    updated_since: str | None = Field(None, description='Updated since (timestamp)')
-    created_since: str | None = Field(None, description='Created since (timestamp)')
+    updated_since: str | None = Field(None, description='Updated since (timestamp)', json_schema_extra={'format': 'date-time'})
+    created_since: str | None = Field(None, description='Created since (timestamp)', json_schema_extra={'format': 'date-time'})
 
 
 class ContactsSort(BaseModel):
@@ -632,7 +632,7 @@ class CustomFieldInput(BaseModel):
     id: str | None = Field(None, description='Unique identifier for the custom field.')
     name: str | None = Field(None, description='Name of the custom field.')
     description: str | None = Field(None, description='More information about the custom field')
-    value: Any = Field(None)
+    value: str | int | float | bool | dict[str, Any] | list[str | int | float | bool | dict[str, Any]] | None = Field(None)
 
 
 class CustomObject(BaseModel):
@@ -644,8 +644,8 @@ class CustomObject(BaseModel):
     fields: list[CustomObjectField] | None = Field(None)
     updated_by: str | None = Field(None, description='The unique identifier of the user who last updated the custom object')
     created_by: str | None = Field(None, description='The unique identifier of the user who created the custom object')
-    updated_at: str | None = Field(None, description='The timestamp when the custom object was last updated')
-    created_at: str | None = Field(None, description='The timestamp when the custom object was created')
+    updated_at: str | None = Field(None, description='The timestamp when the custom object was last updated', json_schema_extra={'format': 'date-time'})
+    created_at: str | None = Field(None, description='The timestamp when the custom object was created', json_schema_extra={'format': 'date-time'})
 
 
 class CustomObjectField(BaseModel):
@@ -681,8 +681,8 @@ class CustomObjectSchema(BaseModel):
     active: bool | None = Field(None, description='Whether the custom object schema is active')
     created_by: str | None = Field(None, description='The ID of the user who created the custom object schema')
     updated_by: str | None = Field(None, description='The ID of the user who last updated the custom object schema')
-    updated_at: str | None = Field(None, description='The timestamp when the custom object schema was last updated')
-    created_at: str | None = Field(None, description='The timestamp when the custom object schema was created')
+    updated_at: str | None = Field(None, description='The timestamp when the custom object schema was last updated', json_schema_extra={'format': 'date-time'})
+    created_at: str | None = Field(None, description='The timestamp when the custom object schema was created', json_schema_extra={'format': 'date-time'})
 
 
 class CustomObjectSchemaField(BaseModel):
@@ -1174,8 +1174,8 @@ class Lead(BaseModel):
     custom_fields: list[CustomField] | None = Field(None)
     tags: list[str] | None = Field(None)
     custom_mappings: dict[str, Any] | None = Field(None, description='When custom mappings are configured on the resource, the result is included here.')
-    updated_at: str | None = Field(None, description='Date updated in ISO 8601 format')
-    created_at: str | None = Field(None, description='Date created in ISO 8601 format')
+    updated_at: str | None = Field(None, description='Date updated in ISO 8601 format', json_schema_extra={'format': 'date-time'})
+    created_at: str | None = Field(None, description='Date created in ISO 8601 format', json_schema_extra={'format': 'date-time'})
 
 
 class LeadInput(BaseModel):
@@ -1293,8 +1293,8 @@ class Note(BaseModel):
     custom_mappings: dict[str, Any] | None = Field(None, description='When custom mappings are configured on the resource, the result is included here.')
     updated_by: str | None = Field(None, description='The user that last updated the note.')
     created_by: str | None = Field(None, description='The user that created the note.')
-    updated_at: str | None = Field(None, description='The timestamp when the note was last updated')
-    created_at: str | None = Field(None, description='The timestamp when the note was created')
+    updated_at: str | None = Field(None, description='The timestamp when the note was last updated', json_schema_extra={'format': 'date-time'})
+    created_at: str | None = Field(None, description='The timestamp when the note was created', json_schema_extra={'format': 'date-time'})
 
 
 class NoteInput(BaseModel):
@@ -1343,7 +1343,7 @@ class Opportunity(BaseModel):
     currency: Currency | None = Field(None, description='Indicates the associated currency for an amount of money.')
     win_probability: float | None = Field(None, description='The probability of winning the opportunity, expressed as a percentage.')
     expected_revenue: float | None = Field(None, description='The expected revenue from the opportunity')
-    close_date: str | None = Field(None, description='The actual closing date for the opportunity.')
+    close_date: str | None = Field(None, description='The actual closing date for the opportunity.', json_schema_extra={'format': 'date'})
     loss_reason_id: str | None = Field(None, description='The unique identifier of the reason why the opportunity was lost.')
     loss_reason: str | None = Field(None, description='The reason why the opportunity was lost.')
     won_reason_id: str | None = Field(None, description='The unique identifier of the reason why the opportunity was won.')
@@ -1364,17 +1364,17 @@ class Opportunity(BaseModel):
     tags: list[str] | None = Field(None)
     interaction_count: float | None = Field(None, description='The number of interactions with the opportunity.')
     custom_fields: list[CustomField] | None = Field(None)
-    stage_last_changed_at: str | None = Field(None, description='The date and time when the stage of the opportunity was last changed.')
-    last_activity_at: str | None = Field(None, description='The date and time of the last activity associated with the opportunity.')
+    stage_last_changed_at: str | None = Field(None, description='The date and time when the stage of the opportunity was last changed.', json_schema_extra={'format': 'date-time'})
+    last_activity_at: str | None = Field(None, description='The date and time of the last activity associated with the opportunity.', json_schema_extra={'format': 'date-time'})
     deleted: bool | None = Field(None, description='Indicates whether the opportunity has been deleted.')
-    date_stage_changed: str | None = Field(None, description='The date and time when the stage of the opportunity was last changed.')
-    date_last_contacted: str | None = Field(None, description='The date and time when the opportunity was last contacted.')
-    date_lead_created: str | None = Field(None, description='The date and time when the lead associated with the opportunity was created.')
+    date_stage_changed: str | None = Field(None, description='The date and time when the stage of the opportunity was last changed.', json_schema_extra={'format': 'date-time'})
+    date_last_contacted: str | None = Field(None, description='The date and time when the opportunity was last contacted.', json_schema_extra={'format': 'date-time'})
+    date_lead_created: str | None = Field(None, description='The date and time when the lead associated with the opportunity was created.', json_schema_extra={'format': 'date-time'})
     custom_mappings: dict[str, Any] | None = Field(None, description='When custom mappings are configured on the resource, the result is included here.')
     updated_by: str | None = Field(None, description='The unique identifier of the user who last updated the opportunity.')
     created_by: str | None = Field(None, description='The unique identifier of the user who created the opportunity.')
-    updated_at: str | None = Field(None, description='The date and time when the opportunity was last updated.')
-    created_at: str | None = Field(None, description='The date and time when the opportunity was created.')
+    updated_at: str | None = Field(None, description='The date and time when the opportunity was last updated.', json_schema_extra={'format': 'date-time'})
+    created_at: str | None = Field(None, description='The date and time when the opportunity was created.', json_schema_extra={'format': 'date-time'})
 
 
 class OpportunityInput(BaseModel):
@@ -1387,7 +1387,7 @@ class OpportunityInput(BaseModel):
     monetary_amount: float | None = Field(None, description='The monetary value associated with the opportunity')
     currency: Currency | None = Field(None, description='Indicates the associated currency for an amount of money.')
     win_probability: float | None = Field(None, description='The probability of winning the opportunity, expressed as a percentage.')
-    close_date: str | None = Field(None, description='The actual closing date for the opportunity.')
+    close_date: str | None = Field(None, description='The actual closing date for the opportunity.', json_schema_extra={'format': 'date'})
     loss_reason_id: str | None = Field(None, description='The unique identifier of the reason why the opportunity was lost.')
     loss_reason: str | None = Field(None, description='The reason why the opportunity was lost.')
     won_reason_id: str | None = Field(None, description='The unique identifier of the reason why the opportunity was won.')
@@ -1407,7 +1407,7 @@ class OpportunityInput(BaseModel):
     status_id: str | None = Field(None, description='The unique identifier of the current status of the opportunity.')
     tags: list[str] | None = Field(None)
     custom_fields: list[CustomFieldInput] | None = Field(None)
-    stage_last_changed_at: str | None = Field(None, description='The date and time when the stage of the opportunity was last changed.')
+    stage_last_changed_at: str | None = Field(None, description='The date and time when the stage of the opportunity was last changed.', json_schema_extra={'format': 'date-time'})
     pass_through: list[PassThroughBodyInput] | None = Field(None, description='The pass_through property allows passing service-specific, custom data or structured modifications in request body when creating or updating resources.')
 
 
@@ -1477,8 +1477,8 @@ class Pipeline(BaseModel):
     display_order: int | None = Field(None, description='The order in which the Pipeline is displayed in the UI.')
     win_probability_enabled: bool | None = Field(None, description='Whether the Pipeline has win probability enabled or not.')
     stages: list[PipelineStage] | None = Field(None, description='The Pipeline Stages.')
-    updated_at: str | None = Field(None, description='The date and time when the object was last updated.')
-    created_at: str | None = Field(None, description='The date and time when the object was created.')
+    updated_at: str | None = Field(None, description='The date and time when the object was last updated.', json_schema_extra={'format': 'date-time'})
+    created_at: str | None = Field(None, description='The date and time when the object was created.', json_schema_extra={'format': 'date-time'})
 
 
 class PipelineInput(BaseModel):
@@ -1504,8 +1504,8 @@ class PipelineStage(BaseModel):
     win_probability: int | None = Field(None, description='The expected probability of winning an Opportunity in this Pipeline Stage.')
     display_order: int | None = Field(None, description='The order in which the Pipeline Stage is displayed in the UI.')
     archived: bool | None = Field(None, description='Whether the Pipeline Stage is archived or not.')
-    created_at: str | None = Field(None, description='The date and time when the Pipeline Stage was created.')
-    updated_at: str | None = Field(None, description='The date and time when the Pipeline Stage was last updated.')
+    created_at: str | None = Field(None, description='The date and time when the Pipeline Stage was created.', json_schema_extra={'format': 'date-time'})
+    updated_at: str | None = Field(None, description='The date and time when the Pipeline Stage was last updated.', json_schema_extra={'format': 'date-time'})
 
 
 class PipelineStageInput(BaseModel):
@@ -1734,8 +1734,8 @@ class User(BaseModel):
     phone_numbers: list[PhoneNumber] | None = Field(None)
     emails: list[Email] | None = Field(None)
     custom_mappings: dict[str, Any] | None = Field(None, description='When custom mappings are configured on the resource, the result is included here.')
-    updated_at: str | None = Field(None, description='The date and time when the user was last updated.')
-    created_at: str | None = Field(None, description='The date and time when the user was created.')
+    updated_at: str | None = Field(None, description='The date and time when the user was last updated.', json_schema_extra={'format': 'date-time'})
+    created_at: str | None = Field(None, description='The date and time when the user was created.', json_schema_extra={'format': 'date-time'})
 
 
 class UserInput(BaseModel):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import cache
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, model_validator
 
-from crm_mcp.tool_args import RecordId
+from crm_mcp.config import Settings
+from crm_mcp.tool_args import RecordId, SwitchingOff, consumer_fields
 
 
 def _check_when(value: str) -> str:
@@ -26,9 +28,16 @@ def parse_when(value: str) -> datetime:
 class _Args(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
+    # per-call consumer switching, off by default (crm_mcp.tool_args): unlisted and refused
+    consumer_id: SwitchingOff = None
+    service_id: SwitchingOff = None
+
 
 class SearchArgs(_Args):
-    query: str = Field(min_length=1, max_length=200, description="Name, email, phone or title, or part")
+    query: str = Field(
+        min_length=1, max_length=200,
+        description="Name, email, phone or title; matched as the connector's filters match",
+    )
     limit: int | None = Field(None, ge=1, le=50)
 
 
@@ -43,7 +52,9 @@ class LogInteractionArgs(_Args):
     contact: str | None = Field(None, min_length=1, max_length=256, description="Contact id, name or email")
     company_id: RecordId | None = None
     opportunity_id: RecordId | None = None
-    when: Annotated[str, AfterValidator(_check_when)] | None = Field(None, description="ISO 8601; default now")
+    when: Annotated[str, AfterValidator(_check_when)] | None = Field(
+        None, description="ISO 8601 date or date-time; default now"
+    )
     duration_minutes: int | None = Field(None, ge=0, le=1440)
     note: str | None = Field(None, min_length=1, max_length=20000, description="Also add this note")
 
@@ -59,3 +70,17 @@ ARGS: dict[str, type[_Args]] = {
     "get_account_overview": OverviewArgs,
     "log_interaction": LogInteractionArgs,
 }
+
+
+def args_model_for(name: str, settings: Settings) -> type[_Args]:
+    """The argument model of workflow `name` on a server with `settings`: with per-call
+    consumer switching on, it takes `consumer_id` / `service_id` as the operation tools do."""
+    if not settings.per_call_consumer:
+        return ARGS[name]
+    return _switching_model(name, settings.allowed_consumers)
+
+
+@cache
+def _switching_model(name: str, allowed_consumers: frozenset[str] | None) -> type[_Args]:
+    base = ARGS[name]
+    return create_model(base.__name__, __base__=base, **consumer_fields(True, allowed_consumers))

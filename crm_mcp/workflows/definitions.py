@@ -1,8 +1,8 @@
 """The workflow tools as tools/list shows them.
 
-Input schemas are hand-written in the compact style of `schema_compact` (a test checks that they
-equal the compaction of the pydantic models in `args` that validate the calls) so that tools/list
-stays cheap to build and small.
+Input schemas are written out as `schema_compact` publishes them (every argument typed; a test
+checks that they equal the compaction of the pydantic models in `args` that validate the calls)
+so that tools/list stays cheap to build.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ WORKFLOW_RESOURCES: dict[str, frozenset[str]] = {
     "log_interaction": frozenset({"activities", "notes", "contacts", "opportunities"}),
 }
 
-_MISSING = {"items": {"type": "string"}}
+_MISSING = {"type": "array", "items": {"type": "string"}}
 
 _DEFS: tuple[dict[str, Any], ...] = (
     {
@@ -31,7 +31,8 @@ _DEFS: tuple[dict[str, Any], ...] = (
         "inputSchema": {
             "type": "object",
             "properties": {
-                "query": {"description": "Name, email, phone or title, or part"},
+                "query": {"type": "string", "description": "Name, email, phone or title; matched as the connector's "
+                          "filters match"},
                 "limit": {"type": "integer", "maximum": 50, "minimum": 1},
             },
             "required": ["query"],
@@ -49,7 +50,7 @@ _DEFS: tuple[dict[str, Any], ...] = (
         "amount, latest activities and notes.",
         "inputSchema": {
             "type": "object",
-            "properties": {"company": {"description": "Company id or name"}},
+            "properties": {"company": {"type": "string", "description": "Company id or name"}},
             "required": ["company"],
         },
         "outputSchema": {"type": "object", "properties": {"id": {"type": "string"}, "missing": _MISSING}},
@@ -63,15 +64,15 @@ _DEFS: tuple[dict[str, Any], ...] = (
         "inputSchema": {
             "type": "object",
             "properties": {
-                "type": {"enum": ["call", "meeting", "email"]},
-                "title": {},
-                "description": {},
-                "contact": {"description": "Contact id, name or email"},
-                "company_id": {},
-                "opportunity_id": {},
-                "when": {"description": "ISO 8601; default now"},
+                "type": {"type": "string", "enum": ["call", "meeting", "email"]},
+                "title": {"type": "string"},
+                "description": {"type": "string"},
+                "contact": {"type": "string", "description": "Contact id, name or email"},
+                "company_id": {"type": "string"},
+                "opportunity_id": {"type": "string"},
+                "when": {"type": "string", "description": "ISO 8601 date or date-time; default now"},
                 "duration_minutes": {"type": "integer", "maximum": 1440, "minimum": 0},
-                "note": {"description": "Also add this note"},
+                "note": {"type": "string", "description": "Also add this note"},
             },
             "required": ["type"],
         },

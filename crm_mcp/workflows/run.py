@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from crm_mcp.errors import CrmError
 from crm_mcp.redaction import redact
 from crm_mcp.runtime import ToolResult, validation_message
-from crm_mcp.workflows.args import ARGS
+from crm_mcp.workflows.args import args_model_for
 from crm_mcp.workflows.log_interaction import log_interaction
 from crm_mcp.workflows.overview import overview
 from crm_mcp.workflows.search import search
@@ -27,6 +27,17 @@ _RUNNERS: dict[str, Callable[[Any, Any], Awaitable[ToolResult]]] = {
 }
 
 
+class _Overriding:
+    """The API client with a call's `consumer_id` / `service_id` applied to every request it makes."""
+
+    def __init__(self, client: Any, overrides: dict[str, str]):
+        self._client = client
+        self._overrides = overrides
+
+    async def call(self, op: Any, **kwargs: Any) -> Any:
+        return await self._client.call(op, **{**kwargs, **self._overrides})
+
+
 async def run_workflow(
     runtime: Any, name: str, arguments: Mapping[str, Any] | None, credentials: Any = None
 ) -> ToolResult:
@@ -34,11 +45,14 @@ async def run_workflow(
     error result, never a raise."""
     started = time.perf_counter()
     try:
-        args = ARGS[name].model_validate(dict(arguments or {}))
+        args = args_model_for(name, runtime.settings).model_validate(dict(arguments or {}))
     except ValidationError as exc:
         return ToolResult(validation_message(name, exc), is_error=True)
     try:
         client = await runtime.client(credentials)
+        overrides = {k: getattr(args, k) for k in ("consumer_id", "service_id") if getattr(args, k) is not None}
+        if overrides:  # per-call consumer switching is on and the call names a consumer or connector
+            client = _Overriding(client, overrides)
         runner: Callable[[Any, Any], Awaitable[ToolResult]] = _RUNNERS[name]
         result = await runner(client, args)
     except CrmError as exc:

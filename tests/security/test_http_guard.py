@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import hmac
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,11 +24,11 @@ from mcp_support import serve_in_thread, text_of
 from security_support import new_consumer, settings_for
 
 import crm_mcp.http as crm_http
-from crm_mcp.config import ConfigError
+from crm_mcp.config import ConfigError, settings_from_env
 from crm_mcp.http import MAX_BODY_BYTES, BearerTokenGuard, build_http_app
 from crm_mcp.server import build_server
 
-TOKEN = "tok_9f2c41d0e7b84a55"
+TOKEN = "tok_9f2c41d0e7b84a55c03e6d1b27f8a94e"  # 36 characters: long enough for a public bind
 INITIALIZE = {
     "jsonrpc": "2.0",
     "id": 1,
@@ -33,6 +36,15 @@ INITIALIZE = {
     "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}},
 }
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+def layers(app: Any) -> list[type]:
+    """The classes of an app's middleware chain, outermost first."""
+    found: list[type] = []
+    while app is not None and len(found) < 20:
+        found.append(type(app))
+        app = getattr(app, "app", None)
+    return found
 
 
 # ----------------------------------------------------------------------------- bind address
@@ -55,7 +67,7 @@ def test_serve_http_binds_loopback_by_default(monkeypatch: pytest.MonkeyPatch) -
         monkeypatch.delenv(name, raising=False)
     assert cli.main(["serve", "--http"]) == 0
     assert seen["host"] == "127.0.0.1"
-    assert not isinstance(seen["app"], BearerTokenGuard)  # loopback: no token needed
+    assert BearerTokenGuard not in layers(seen["app"])  # loopback: no token needed
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", "10.0.0.1", "8.8.8.8", "example.com",
@@ -71,13 +83,13 @@ def test_non_loopback_without_a_token_is_refused(sandbox_server: Any, host: str,
 def test_loopback_without_a_token_is_allowed(sandbox_server: Any, host: str) -> None:
     settings = settings_for(sandbox_server.base_url, "x")
     app = build_http_app(build_server(settings), settings, host=host, port=8000, token=None)
-    assert not isinstance(app, BearerTokenGuard)
+    assert BearerTokenGuard not in layers(app)
 
 
 def test_non_loopback_with_a_token_is_guarded(sandbox_server: Any) -> None:
     settings = settings_for(sandbox_server.base_url, "x")
     app = build_http_app(build_server(settings), settings, host="0.0.0.0", port=8000, token=TOKEN)
-    assert isinstance(app, BearerTokenGuard)
+    assert BearerTokenGuard in layers(app)
 
 
 # ----------------------------------------------------------------------------- a guarded server
@@ -285,3 +297,69 @@ def test_the_guard_compares_the_token_with_hmac_compare_digest(monkeypatch: pyte
     assert [given for given, _ in compared] == [
         b"", b"Bearer nope", b"Bearer " + TOKEN.encode() + b"!", f"Bearer {TOKEN}".encode()
     ]
+
+
+# ----------------------------------------------------------------------------- configuration that cannot trap the user
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("APIDECK_", "CRM_MCP_"))}
+    return subprocess.run([sys.executable, "-m", "crm_mcp", *args], env={**clean, **env},
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("token", "rule"),
+    [("short-token-of-31-characters-xx", "at least 32 characters"),
+     (f" {TOKEN}", "leading or trailing whitespace"),
+     (f"{TOKEN}\n", "leading or trailing whitespace")],
+)
+def test_a_weak_token_stops_a_public_bind_at_start_up(token: str, rule: str) -> None:
+    done = run_cli("serve", "--http", "--host", "0.0.0.0", "--port", "0", env={crm_http.TOKEN_ENV: token})
+    assert done.returncode == 2, done.stderr
+    assert "crm-mcp: configuration error: CRM_MCP_HTTP_TOKEN" in done.stderr
+    assert rule in done.stderr
+    assert token.strip() not in done.stderr  # the message never repeats the token
+
+
+@pytest.mark.parametrize("token", ["x" * 31, "\t" + "x" * 40, "x" * 40 + " ", "   "])
+def test_weak_tokens_are_configuration_errors(sandbox_server: Any, token: str) -> None:
+    settings = settings_for(sandbox_server.base_url, "x")
+    with pytest.raises(ConfigError, match=r"at least 32 characters|whitespace"):
+        build_http_app(build_server(settings), settings, host="0.0.0.0", port=8000, token=token)
+
+
+def test_a_token_with_whitespace_is_refused_on_loopback_too(sandbox_server: Any) -> None:
+    """No client can send it (HTTP strips header values), so every request would get 401."""
+    settings = settings_for(sandbox_server.base_url, "x")
+    with pytest.raises(ConfigError, match="whitespace"):
+        build_http_app(build_server(settings), settings, host="127.0.0.1", port=8000, token=TOKEN + " ")
+    app = build_http_app(build_server(settings), settings, host="127.0.0.1", port=8000, token="short")
+    assert BearerTokenGuard in layers(app)  # a short token is the user's choice on loopback
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("CRM_MCP_REQUEST_TIMEOUT", "soon"), ("CRM_MCP_REQUEST_TIMEOUT", "0"), ("CRM_MCP_UPSTREAM_TIMEOUT", "nan"),
+     ("CRM_MCP_HTTP_HEADER_TIMEOUT", "-1"), ("CRM_MCP_HTTP_BODY_TIMEOUT", "inf"),
+     ("CRM_MCP_HTTP_MAX_CONNECTIONS", "0"), ("CRM_MCP_HTTP_IDLE_TIMEOUT", "1e9")],
+)
+def test_http_limits_out_of_range_are_configuration_errors(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{variable} must be a number from "):
+        settings_from_env({variable: value})
+
+
+def test_http_limits_are_read_from_the_environment() -> None:
+    settings = settings_from_env({
+        "CRM_MCP_REQUEST_TIMEOUT": "45", "CRM_MCP_UPSTREAM_TIMEOUT": "7.5", "CRM_MCP_HTTP_HEADER_TIMEOUT": "3",
+        "CRM_MCP_HTTP_BODY_TIMEOUT": "12", "CRM_MCP_HTTP_IDLE_TIMEOUT": "4", "CRM_MCP_HTTP_MAX_CONNECTIONS": "250",
+        "CRM_MCP_ALLOWED_HOSTS": "crm.example.com:443, crm.internal:8000", crm_http.TOKEN_ENV: f" {TOKEN}",
+    })
+    assert (settings.request_timeout, settings.upstream_timeout, settings.header_timeout, settings.body_timeout,
+            settings.idle_timeout, settings.max_connections) == (45.0, 7.5, 3.0, 12.0, 4.0, 250)
+    assert settings.allowed_hosts == ("crm.example.com:443", "crm.internal:8000")
+    assert settings.http_token == f" {TOKEN}"  # as given, so that the whitespace rule can see it
+    assert TOKEN not in repr(settings)
+    defaults = settings_from_env({})
+    assert (defaults.request_timeout, defaults.upstream_timeout, defaults.max_connections) == (120.0, 30.0, 1000)
