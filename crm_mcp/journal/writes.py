@@ -45,7 +45,6 @@ class PendingWrite:
     body: dict[str, Any]
     before: dict[str, Any] | None  # the record before an update or delete (None for a create)
     retry_key: str | None = None
-    journal_ms: float = 0.0  # the journal's own time so far (the upstream reads excluded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,9 +121,7 @@ class WriteJournal:
         if allow_duplicate:
             return PendingWrite(op, scope, params, sent, None)
         key = retry_key(scope, op, params, sent)
-        started = time.perf_counter()
         hit = await self.store.claim_retry(key, window=self.retry_window)
-        journal_ms = (time.perf_counter() - started) * 1000
         if hit is not None:
             return Replay(hit, op)
         if supports_duplicate_check(op.resource):
@@ -136,7 +133,7 @@ class WriteJournal:
             if check.matches:
                 await self.store.release_retry(key)
                 return PossibleDuplicates(check)
-        return PendingWrite(op, scope, params, sent, None, key, journal_ms)
+        return PendingWrite(op, scope, params, sent, None, key)
 
     async def after_write(self, pending: PendingWrite, response: ApiResponse) -> Change:
         """Journal a write that succeeded; the change's id goes into the write's answer."""

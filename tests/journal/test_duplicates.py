@@ -4,6 +4,7 @@ checked), and the retry window answering an identical create with the first reco
 
 from __future__ import annotations
 
+import anyio
 import pytest
 
 from crm_mcp.journal.duplicates import find_duplicates
@@ -89,3 +90,34 @@ async def test_a_failed_create_does_not_hold_the_retry_window(journal: WriteJour
     await journal.write_failed(pending)  # the create raised
     again = await journal.before_write(crm, op, scope=scope, body=body)
     assert isinstance(again, PendingWrite)
+
+
+async def test_replicas_share_the_retry_window_and_racing_identical_creates_send_one(
+    make_store, crm, scope, sandbox_server: SandboxServer, consumer: str
+) -> None:
+    op = operation("create_lead")
+    body = {"name": "Katherine Johnson", "company_name": "NASA"}
+    async with make_store() as one, make_store() as two:
+        first, second = WriteJournal(one), WriteJournal(two)
+        outcomes = []
+
+        async def prepare(journal: WriteJournal) -> None:
+            outcomes.append((journal, await journal.before_write(crm, op, scope=scope, body=body)))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(prepare, first)
+            tg.start_soon(prepare, second)
+
+        going = [(j, o) for j, o in outcomes if isinstance(o, PendingWrite)]
+        held = [o for _, o in outcomes if isinstance(o, Replay)]
+        assert len(going) == 1 and len(held) == 1
+        assert held[0].hit.record_id is None
+        assert held[0].text.startswith("An identical create_lead call is running right now, so this one was not sent")
+        journal, pending = going[0]
+        change = await journal.after_write(pending, await crm.call(op, body=body))
+
+        # the other replica, asked again, answers with the record the first one created
+        other = second if journal is first else first
+        replay = await other.before_write(crm, op, scope=scope, body=body)
+        assert isinstance(replay, Replay) and replay.hit.record_id == change.record_id
+    assert sandbox_server.faults.count(method="POST", path="/crm/leads", consumer=consumer) == 1
