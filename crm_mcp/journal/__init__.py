@@ -22,9 +22,9 @@ How the call pipeline uses it (one `WriteJournal` per server, opened with the se
         return outcome.text                                    # nothing was sent; not an error
     try:
         response = await client.call(op, path_params=path, body=body, **opts)
-    except BaseException:
-        await journal.write_failed(outcome)                    # frees the retry window
-        raise
+    except BaseException as exc:
+        await journal.write_failed(outcome, exc)               # frees the retry window (or holds it
+        raise                                                  # when the write is uncertain)
     change = await journal.after_write(outcome, response)      # the answer names change.id:
     note = change_note(change)                                 # "Change chg_… (undo_change …)"
 

@@ -70,11 +70,13 @@ class Change:
 
 @dataclass(frozen=True, slots=True)
 class RetryHit:
-    """The retry window already holds this create: `record_id` is None while it is still running."""
+    """The retry window already holds this create. `state`: "done" (`record_id` is the record it
+    created), "pending" (still running) or "uncertain" (its answer was lost: it may have created one)."""
 
     record_id: str | None
     change_id: str | None
     created_at: float
+    state: str = "done"
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,11 +235,21 @@ class JournalStore(ABC):
         )
         if claimed:
             return None
-        rows = await self._fetch("SELECT record_id, change_id, created_at FROM retry_window WHERE key = ?", (key,))
+        rows = await self._fetch(
+            "SELECT record_id, change_id, created_at, state FROM retry_window WHERE key = ?", (key,)
+        )
         if not rows:  # purged between the two statements: the window is free again
             return await self.claim_retry(key, window=window, now=now)
-        record_id, change_id, created_at = rows[0]
-        return RetryHit(record_id=record_id, change_id=change_id, created_at=float(created_at))
+        record_id, change_id, created_at, state = rows[0]
+        return RetryHit(record_id=record_id, change_id=change_id, created_at=float(created_at), state=state)
+
+    async def mark_retry_uncertain(self, key: str, *, window: float, now: float | None = None) -> None:
+        """The create's answer was lost (it may have created the record): hold the window for it."""
+        now = time.time() if now is None else now
+        await self._execute(
+            "UPDATE retry_window SET state = 'uncertain', expires_at = ? WHERE key = ? AND state = 'pending'",
+            (now + window, key),
+        )
 
     async def release_retry(self, key: str) -> None:
         """The create failed: free its retry-window entry."""

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from crm_mcp.client import ApiResponse
-from crm_mcp.errors import CrmError
+from crm_mcp.errors import CrmError, UncertainWriteError
 from crm_mcp.journal.duplicates import DuplicateCheck, find_duplicates, supports_duplicate_check
 from crm_mcp.journal.records import SECRET_FIELDS, CrmCaller, as_json, created_id, label, read_record
 from crm_mcp.journal.store import Change, JournalStore, RetryHit, Scope, new_change_id
@@ -57,6 +57,12 @@ class Replay:
     @property
     def text(self) -> str:
         singular = resource(self.op.resource).singular
+        if self.hit.state == "uncertain":
+            return (
+                f"Not sent: an identical {self.op.tool_name} call moments ago got no answer, so it may or may not "
+                f"have created the {singular}. Check with list_{self.op.resource} first; to create it anyway, "
+                "call again with allow_duplicate: true."
+            )
         if self.hit.record_id is None:
             return (
                 f"An identical {self.op.tool_name} call is running right now, so this one was not sent "
@@ -179,9 +185,15 @@ class WriteJournal:
     async def list_changes(self, scope: Scope, *, limit: int = 20) -> list[Change]:
         return await self.store.recent(scope, limit=limit)
 
-    async def write_failed(self, pending: PendingWrite) -> None:
-        """The write raised: free the retry window, so that trying again creates the record."""
-        if pending.retry_key is not None:
+    async def write_failed(self, pending: PendingWrite, error: BaseException | None = None) -> None:
+        """The write raised `error`: free the retry window, so that trying again creates the
+        record, unless the create may have happened (`UncertainWriteError`): then the window
+        holds, and an identical call is told to check first."""
+        if pending.retry_key is None:
+            return
+        if isinstance(error, UncertainWriteError):
+            await self.store.mark_retry_uncertain(pending.retry_key, window=self.retry_window)
+        else:
             await self.store.release_retry(pending.retry_key)
 
     def _clean(self, record: Mapping[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:

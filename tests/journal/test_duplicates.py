@@ -7,6 +7,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
+from crm_mcp.errors import UncertainWriteError
 from crm_mcp.journal.duplicates import find_duplicates
 from crm_mcp.journal.writes import PendingWrite, PossibleDuplicates, Replay, WriteJournal
 from crm_mcp.operations import operation
@@ -120,4 +121,29 @@ async def test_replicas_share_the_retry_window_and_racing_identical_creates_send
         other = second if journal is first else first
         replay = await other.before_write(crm, op, scope=scope, body=body)
         assert isinstance(replay, Replay) and replay.hit.record_id == change.record_id
+    assert sandbox_server.faults.count(method="POST", path="/crm/leads", consumer=consumer) == 1
+
+
+async def test_a_create_whose_answer_was_lost_holds_the_window_and_says_to_check(
+    journal: WriteJournal, crm, scope, sandbox_server: SandboxServer, consumer: str
+) -> None:
+    op = operation("create_lead")
+    body = {"name": "Hedy Lamarr", "company_name": "MGM"}
+    pending = await journal.before_write(crm, op, scope=scope, body=body)
+    assert isinstance(pending, PendingWrite)
+    sandbox_server.faults.drop(after_apply=True, methods=["POST"], path="/crm/leads")
+    try:
+        with pytest.raises(UncertainWriteError) as lost:
+            await crm.call(op, body=body)
+    finally:
+        sandbox_server.faults.clear()
+    await journal.write_failed(pending, lost.value)
+
+    retried = await journal.before_write(crm, op, scope=scope, body=body)
+
+    assert isinstance(retried, Replay) and retried.hit.state == "uncertain"
+    assert retried.text == (
+        "Not sent: an identical create_lead call moments ago got no answer, so it may or may not have created "
+        "the lead. Check with list_leads first; to create it anyway, call again with allow_duplicate: true."
+    )
     assert sandbox_server.faults.count(method="POST", path="/crm/leads", consumer=consumer) == 1
