@@ -251,6 +251,10 @@ class JournalStore(ABC):
             (now + window, key),
         )
 
+    async def forget_retry(self, change_id: str) -> None:
+        """The record a create made is gone (its change was undone): the same create may run again."""
+        await self._execute("DELETE FROM retry_window WHERE change_id = ?", (change_id,))
+
     async def release_retry(self, key: str) -> None:
         """The create failed: free its retry-window entry."""
         await self._execute("DELETE FROM retry_window WHERE key = ? AND state = 'pending'", (key,))

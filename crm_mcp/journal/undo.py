@@ -137,6 +137,8 @@ async def undo_change(
         await store.release_undo(change.id, token)
         raise
     await store.finish_undo(change.id, token, result.to_dict())
+    if change.action == "create":
+        await store.forget_retry(change.id)
     return result
 
 

@@ -147,3 +147,16 @@ async def test_a_create_whose_answer_was_lost_holds_the_window_and_says_to_check
         "the lead. Check with list_leads first; to create it anyway, call again with allow_duplicate: true."
     )
     assert sandbox_server.faults.count(method="POST", path="/crm/leads", consumer=consumer) == 1
+
+
+async def test_after_a_create_is_undone_the_same_create_runs_again(journal: WriteJournal, crm, scope) -> None:
+    op = operation("create_lead")
+    body = {"name": "Mary Jackson", "company_name": "NACA"}
+    pending = await journal.before_write(crm, op, scope=scope, body=body)
+    assert isinstance(pending, PendingWrite)
+    change = await journal.after_write(pending, await crm.call(op, body=body))
+    await journal.undo(crm, scope, change.id)
+
+    again = await journal.before_write(crm, op, scope=scope, body=body)
+
+    assert isinstance(again, PendingWrite)  # not a replay of the deleted lead
