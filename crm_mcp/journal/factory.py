@@ -6,7 +6,7 @@ import hashlib
 import hmac
 from datetime import timedelta
 
-from crm_mcp.config import Settings
+from crm_mcp.config import ConfigError, Settings
 from crm_mcp.journal.store import JournalStore, Scope
 
 # A fixed key: the fingerprint is not meant to be secret, only to never reveal the API key (which
@@ -25,11 +25,17 @@ def scope_for(app_id: str, api_key: str, consumer_id: str) -> Scope:
 
 
 def store_from_settings(settings: Settings) -> JournalStore:
-    """PostgreSQL when `journal_database_url` is set, else SQLite at `journal_path` (not yet opened)."""
+    """PostgreSQL when `journal_database_url` is set, else SQLite at `journal_path` (not yet opened).
+    Raises ConfigError when PostgreSQL is asked for without its driver (the `postgres` extra)."""
     retention = timedelta(days=settings.journal_retention_days)
     if settings.journal_database_url:
-        from crm_mcp.journal.postgres import PostgresJournal
-
+        try:
+            from crm_mcp.journal.postgres import PostgresJournal
+        except ImportError:
+            raise ConfigError(
+                "CRM_MCP_JOURNAL_DATABASE_URL is set but the PostgreSQL driver is not installed: "
+                "pip install 'unified-crm-mcp[postgres]' (or unset it to keep the journal in SQLite)."
+            ) from None
         return PostgresJournal(settings.journal_database_url, retention=retention)
     from crm_mcp.journal.sqlite import SqliteJournal, default_journal_path
 

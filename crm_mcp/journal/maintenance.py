@@ -6,7 +6,7 @@ import sys
 
 import anyio
 
-from crm_mcp.config import Settings
+from crm_mcp.config import ConfigError, Settings
 from crm_mcp.journal.factory import store_from_settings
 from crm_mcp.journal.store import PurgeCounts
 from crm_mcp.redaction import redact
@@ -28,6 +28,11 @@ def purge_journal(settings: Settings, *, everything: bool = False) -> int:
         async with store_from_settings(settings) as store:
             return await store.purge(everything=everything)
 
+    try:
+        store_from_settings(settings)  # a missing driver is a configuration error, said as such
+    except ConfigError as exc:
+        print(f"crm-mcp: configuration error: {exc}", file=sys.stderr)
+        return 2
     try:
         counts = anyio.run(go)
     except Exception as exc:  # the drivers raise their own families (OSError, asyncpg.PostgresError, ...)

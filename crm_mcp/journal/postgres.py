@@ -1,4 +1,5 @@
 """The journal in PostgreSQL (when a database URL is configured), shared by server replicas.
+Needs the `postgres` extra (`pip install 'unified-crm-mcp[postgres]'`).
 
 Driver: asyncpg. It is maintained, asyncio-native (the server runs on asyncio), ships binary
 wheels with no system libpq to install, and is the fastest PostgreSQL driver for Python, which

@@ -125,3 +125,18 @@ def test_open_journal_creates_the_configured_sqlite_journal(tmp_path: Path) -> N
 def test_bad_journal_settings_are_a_clear_error(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         settings_from_env(env)
+
+
+def test_postgresql_without_its_driver_is_a_configuration_error(
+    clean_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    clean_env.setitem(sys.modules, "asyncpg", None)  # as if the `postgres` extra were not installed
+    clean_env.delitem(sys.modules, "crm_mcp.journal.postgres", raising=False)
+    clean_env.setenv("CRM_MCP_JOURNAL_DATABASE_URL", "postgresql://u:hunter22@db/crm")
+    with pytest.raises(ConfigError, match=r"pip install 'unified-crm-mcp\[postgres\]'"):
+        store_from_settings(settings_from_env())
+    assert main(["journal", "purge"]) == 2
+    err = capsys.readouterr().err
+    assert "the PostgreSQL driver is not installed" in err and "hunter22" not in err
