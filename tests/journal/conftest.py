@@ -8,7 +8,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -16,14 +15,12 @@ from crm_mcp.client import ApideckClient
 from crm_mcp.journal.factory import scope_for
 from crm_mcp.journal.postgres import PostgresJournal
 from crm_mcp.journal.sqlite import SqliteJournal
-from crm_mcp.journal.store import Change, JournalStore, Scope
-from crm_mcp.journal.writes import PendingWrite, WriteJournal
-from crm_mcp.operations import operation
+from crm_mcp.journal.store import JournalStore, Scope
+from crm_mcp.journal.writes import WriteJournal
 from crm_mcp.sandbox.server import SandboxServer
 
 from .postgres_server import find_bindir, postgres_server
-
-RETENTION = timedelta(days=7)
+from .support import RETENTION
 
 
 @pytest.fixture(scope="session")
@@ -106,20 +103,3 @@ async def crm(sandbox_server: SandboxServer, consumer: str) -> AsyncIterator[Api
 @pytest.fixture
 def journal(store: JournalStore) -> WriteJournal:
     return WriteJournal(store, secrets=("test-secret-key",))
-
-
-async def journaled_write(
-    journal: WriteJournal,
-    client: ApideckClient,
-    scope: Scope,
-    tool: str,
-    path_params: dict[str, str] | None = None,
-    body: dict[str, Any] | None = None,
-) -> Change:
-    """A write as the call pipeline makes it: before_write, the API call, after_write."""
-    op = operation(tool)
-    pending = await journal.before_write(client, op, scope=scope, path_params=path_params, body=body,
-                                         allow_duplicate=True)  # fmt: skip
-    assert isinstance(pending, PendingWrite)
-    response = await client.call(op, path_params=path_params, body=body)
-    return await journal.after_write(pending, response)

@@ -14,7 +14,7 @@ from crm_mcp.journal.writes import WriteJournal
 from crm_mcp.operations import operation
 from crm_mcp.sandbox.server import SandboxServer
 
-from .conftest import journaled_write
+from .support import journaled_write
 
 pytestmark = pytest.mark.anyio
 

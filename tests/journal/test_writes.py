@@ -12,7 +12,7 @@ from crm_mcp.journal.sqlite import SqliteJournal
 from crm_mcp.journal.writes import WriteJournal, change_note, describe_changes
 from crm_mcp.operations import operation
 
-from .conftest import RETENTION, journaled_write
+from .support import RETENTION, journaled_write
 
 pytestmark = pytest.mark.anyio
 
