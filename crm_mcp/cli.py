@@ -86,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("tools", help="print the tool table: name, kind, tokens")
 
+    journal = sub.add_parser("journal", help="the write journal (undo, retry window): purge it")
+    journal_sub = journal.add_subparsers(dest="journal_command", required=True)
+    purge = journal_sub.add_parser("purge", help="delete journal entries older than the retention")
+    purge.add_argument("--all", action="store_true", help="delete every entry, whatever its age")
+
     call = sub.add_parser("call", help="run one tool and print its result (debugging without a client)")
     call.add_argument("tool", help="tool name, e.g. list_contacts")
     call.add_argument("arguments", nargs="?", default="{}", help="JSON object of arguments")
@@ -122,6 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"crm-mcp: configuration error: {exc}", file=sys.stderr)
         return 2
+    if command == "journal":
+        from crm_mcp.journal.maintenance import purge_journal
+
+        return purge_journal(settings, everything=args.all)
     if command == "call":
         return run_call(settings, args.tool, args.arguments)
     from crm_mcp.selection import SelectionError, select_tools

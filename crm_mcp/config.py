@@ -25,6 +25,7 @@ DEFAULT_BASE_URL = "https://unify.apideck.com"
 SANDBOX_API_KEY = "sandbox-key"  # the embedded sandbox accepts any key; this one is not a secret
 SANDBOX_APP_ID = "sandbox-app"
 SANDBOX_CONSUMER_ID = "demo"
+DEFAULT_JOURNAL_RETENTION_DAYS = 7.0  # the journal holds copies of customer records: keep them briefly
 
 HTTP_TOKEN_ENV = "CRM_MCP_HTTP_TOKEN"
 ALLOWED_HOSTS_ENV = "CRM_MCP_ALLOWED_HOSTS"  # comma-separated extra Host values, e.g. crm.example.com:443
@@ -87,13 +88,22 @@ class Settings:
     per_call_consumer: bool = False
     allowed_consumers: frozenset[str] | None = None
     oauth: OAuthSettings | None = None  # HTTP mode: callers authenticate with OAuth access tokens
+    # The write journal (crm_mcp.journal): PostgreSQL when a URL is set (replicas share it), else
+    # SQLite at `journal_path` (None: journal.db in the user data directory).
+    journal_database_url: str | None = field(default=None, repr=False)  # may hold a password
+    journal_path: str | None = None
+    journal_retention_days: float = DEFAULT_JOURNAL_RETENTION_DAYS
 
     @property
     def secrets(self) -> tuple[str, ...]:
         """Values that must never be written anywhere (logs, errors, results)."""
-        own = (self.api_key,) if self.api_key and not self.sandbox else ()
-        introspection = self.oauth.introspection_client_secret if self.oauth else None
-        return (*own, introspection) if introspection else own
+        found = [self.api_key] if self.api_key and not self.sandbox else []
+        if self.oauth and self.oauth.introspection_client_secret:
+            found.append(self.oauth.introspection_client_secret)
+        if self.journal_database_url:
+            password = urlsplit(self.journal_database_url).password
+            found += [password] if password else []
+        return tuple(found)
 
     def describe(self) -> str:
         """One line for the startup log and the server's instructions; no secrets."""
@@ -121,6 +131,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
     service_id = get("APIDECK_SERVICE_ID")
     base_url = get("APIDECK_BASE_URL")
     switching = _consumer_switching(get("CRM_MCP_PER_CALL_CONSUMER"), get("CRM_MCP_ALLOWED_CONSUMERS"))
+    journal = _journal_settings(get)
     if api_key is None:
         stray = [n for n, v in (("APIDECK_APP_ID", app_id), ("APIDECK_BASE_URL", base_url)) if v]
         if stray:
@@ -139,6 +150,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
             **http,
             **switching,
             oauth=oauth,
+            **journal,
         )
     # under OAuth each user's consumer comes from their token: APIDECK_CONSUMER_ID is optional
     needed = (("APIDECK_APP_ID", app_id), ("APIDECK_CONSUMER_ID", consumer_id or (oauth and "from tokens")))
@@ -161,6 +173,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         **http,
         **switching,
         oauth=oauth,
+        **journal,
     )
 
 
@@ -256,3 +269,25 @@ def _consumer_switching(enabled: str | None, allowed: str | None) -> dict[str, A
             "set CRM_MCP_PER_CALL_CONSUMER=1 too, or unset CRM_MCP_ALLOWED_CONSUMERS."
         )
     return {"per_call_consumer": on, "allowed_consumers": names or None}
+
+
+def _journal_settings(get: Callable[[str], str | None]) -> dict[str, Any]:
+    """CRM_MCP_JOURNAL_DATABASE_URL, CRM_MCP_JOURNAL_PATH, CRM_MCP_JOURNAL_RETENTION_DAYS."""
+    url = get("CRM_MCP_JOURNAL_DATABASE_URL")
+    if url and not url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(
+            "CRM_MCP_JOURNAL_DATABASE_URL must be a PostgreSQL URL (postgresql://user:password@host:5432/db); "
+            "unset it to keep the journal in a local SQLite file."
+        )
+    raw_days = get("CRM_MCP_JOURNAL_RETENTION_DAYS")
+    days = DEFAULT_JOURNAL_RETENTION_DAYS
+    if raw_days is not None:
+        try:
+            days = float(raw_days)
+        except ValueError:
+            days = -1.0
+        if not 0 < days <= 3650:
+            raise ConfigError(
+                f"CRM_MCP_JOURNAL_RETENTION_DAYS must be a number of days above 0 (e.g. 7), got {raw_days!r}"
+            )
+    return {"journal_database_url": url, "journal_path": get("CRM_MCP_JOURNAL_PATH"), "journal_retention_days": days}

@@ -1,0 +1,142 @@
+"""Benchmark the write journal's own cost per write and print a markdown table.
+
+    python tools/bench_journal.py [--writes 300] [--pg-url postgresql://...]
+
+"Own cost" is what journaling adds to a write, excluding the upstream calls (the GET of the
+record's state before an update, the duplicate lookups before a create, the write itself):
+
+- update: `after_write` of an update whose state before is already read (one INSERT);
+- create: the retry-window claim of `before_write` (one upsert) plus `after_write` (the INSERT and
+  the window's update: one statement on PostgreSQL, one transaction on SQLite).
+
+SQLite runs on a file in a temporary directory (WAL, synchronous=NORMAL: what the server uses).
+PostgreSQL runs on `--pg-url`, or on a server started here as for the tests, with fsync on (as in
+production; the journal's connections commit asynchronously, see crm_mcp.journal.postgres).
+Targets (issue 13): median <= 1 ms (SQLite), <= 3 ms (PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import anyio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the tests' PostgreSQL launcher
+
+from crm_mcp.client import ApiResponse
+from crm_mcp.journal.factory import scope_for
+from crm_mcp.journal.postgres import PostgresJournal
+from crm_mcp.journal.sqlite import SqliteJournal
+from crm_mcp.journal.store import JournalStore
+from crm_mcp.journal.writes import PendingWrite, WriteJournal, retry_key
+from crm_mcp.operations import operation
+from crm_mcp.sandbox.seed import build_seed
+
+TARGETS_MS = {"SQLite": 1.0, "PostgreSQL": 3.0}
+RETENTION = timedelta(days=7)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def timed(rounds: int, one: Callable[[int], Awaitable[None]]) -> list[float]:
+    for i in range(10):  # warm up: connections, statement caches, the first purge
+        await one(-1 - i)
+    times = []
+    for i in range(rounds):
+        started = time.perf_counter()
+        await one(i)
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+async def bench(store: JournalStore, rounds: int) -> dict[str, list[float]]:
+    journal = WriteJournal(store, secrets=("bench-secret-key",))
+    scope = scope_for("bench-app", "bench-secret-key", f"bench-{uuid.uuid4().hex[:8]}")
+    jane = next(c for c in build_seed()["contacts"] if c["id"] == "con_0001")
+    update_op, create_op = operation("update_contact"), operation("create_contact")
+    created = ApiResponse(status=201, body={"data": {"id": "con_9999"}}, request_id=None, elapsed_ms=0, attempts=1)
+    updated = ApiResponse(status=200, body={"data": {"id": "con_0001"}}, request_id=None, elapsed_ms=0, attempts=1)
+
+    async def update(i: int) -> None:
+        body = {"title": f"Title {i}", "department": "Operations"}
+        pending = PendingWrite(update_op, scope, {"id": "con_0001"}, body, jane)
+        await journal.after_write(pending, updated)
+
+    async def create(i: int) -> None:
+        body = {"first_name": "Bench", "last_name": f"Person {i}", "emails": [{"email": f"b{i}@bench.example"}]}
+        key = retry_key(scope, create_op, {}, body)
+        assert await store.claim_retry(key, window=journal.retry_window) is None
+        await journal.after_write(PendingWrite(create_op, scope, {}, body, None, key), created)
+
+    return {"update": await timed(rounds, update), "create": await timed(rounds, create)}
+
+
+@contextmanager
+def postgres(url: str | None) -> Iterator[str | None]:
+    if url:
+        yield url
+        return
+    from journal.postgres_server import find_bindir, postgres_server
+
+    bindir = find_bindir()
+    if bindir is None:
+        yield None
+        return
+    with postgres_server(bindir, durable=True) as started:
+        yield started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--writes", type=int, default=300)
+    parser.add_argument("--pg-url", default=None, help="an existing PostgreSQL (default: start one)")
+    args = parser.parse_args(argv)
+
+    results: list[tuple[str, str, list[float]]] = []
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        stores: list[tuple[str, JournalStore]] = [("SQLite", SqliteJournal(tmp / "journal.db", retention=RETENTION))]
+        pg_url = stack.enter_context(postgres(args.pg_url))
+        if pg_url:
+            stores.append(("PostgreSQL", PostgresJournal(pg_url, retention=RETENTION)))
+        for name, store in stores:
+
+            async def run(store: JournalStore = store) -> dict[str, list[float]]:
+                async with store:
+                    return await bench(store, args.writes)
+
+            for kind, times in anyio.run(run).items():
+                results.append((name, kind, times))
+
+    print(f"journal cost per write, {args.writes} writes each ({platform.python_implementation()} "
+          f"{platform.python_version()}, {platform.machine()})\n")  # fmt: skip
+    print("| store | write | median ms | p95 ms | target (median) | ok |")
+    print("|---|---|---:|---:|---:|---|")
+    failed = False
+    for name, kind, times in results:
+        median = statistics.median(times)
+        ok = median <= TARGETS_MS[name]
+        failed |= not ok
+        print(f"| {name} | {kind} | {median:.3f} | {percentile(times, 0.95):.3f} | <= {TARGETS_MS[name]:g} ms | "
+              f"{'yes' if ok else 'NO'} |")  # fmt: skip
+    if not any(name == "PostgreSQL" for name, _, _ in results):
+        print("\nPostgreSQL: not measured (not installed; pass --pg-url or apt-get install postgresql)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
