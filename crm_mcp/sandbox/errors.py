@@ -24,6 +24,7 @@ RATE_LIMIT = "RequestLimitError"
 SERVER_ERROR = "UnexpectedError"
 UNKNOWN_ROUTE = "NotFoundError"
 METHOD_NOT_ALLOWED = "MethodNotAllowedError"
+BODY_TOO_LARGE = "RequestTooLargeError"
 
 
 def phrase(status: int) -> str:
