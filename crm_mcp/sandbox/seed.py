@@ -15,8 +15,8 @@ clock): two calls with the same ``now`` return equal data. Timestamps are ISO 86
 counted back from "now" and spread over the preceding ~18 months. "Now" is ``BASE_TIME``
 (``2026-11-01T09:00:00Z``, the dates below) moved by whole days to the reference time given to
 ``build_seed(now)`` (see ``seed_shift``); the sandbox passes the time it seeds a consumer, and
-tests pin it. About 60 activities of a dozen companies fall in the 30 days before "now" (Acme
-has 4 of its 18 there), the rest before. The only timestamps after
+tests pin it. 64 activities of 28 companies fall in the 30 days before "now" (4 of Acme's 18),
+the others before (or after: upcoming meetings and tasks). The only timestamps after
 "now" are the ``activity_datetime``/``start_datetime``/``end_datetime`` of a few upcoming
 meetings and tasks (``done: false``), and the ``close_date`` of open opportunities, which is the
 expected close date. Dates are ``YYYY-MM-DD``. Every email address and website uses a
