@@ -1,9 +1,10 @@
 """The sandbox's ASGI app: the contract's 50 operations, routed from the operation table.
 
 Each request is authenticated (`Authorization: Bearer <key>`, `x-apideck-app-id`,
-`x-apideck-consumer-id`; `x-apideck-service-id` optional), its query string and body are
-validated against the operation, the action runs against the consumer's records in a worker
-thread, and the answer comes back in the contract's envelope or error shape.
+`x-apideck-consumer-id`; `x-apideck-service-id` optional), its query string and body (at most
+`max_body_bytes`) are validated against the operation, the action runs against the consumer's
+records in a worker thread, and the answer comes back in the contract's envelope (with `_raw`
+when `raw=true`) or error shape.
 """
 
 from __future__ import annotations
