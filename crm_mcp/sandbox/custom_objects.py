@@ -22,7 +22,7 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any
 
-from crm_mcp.sandbox.errors import ApiError, bad_request
+from crm_mcp.sandbox.errors import invalid
 from crm_mcp.sandbox.query import parse_timestamp
 
 __all__ = ["check_object", "check_schema"]
@@ -98,12 +98,6 @@ def value_problem(field: Record, value: str) -> str | None:
     return f"'{name}' is a {kind} field: expected {expected}, got {value!r}"
 
 
-def _refuse(what: str, errors: list[dict[str, str]]) -> ApiError:
-    shown = "; ".join(e["message"] for e in errors[:5])
-    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
-    return bad_request(f"Invalid {what}: {shown}{more}", detail={"errors": errors})
-
-
 def check_schema(schema: Record) -> None:
     """A 400 naming every field definition of `schema` that objects could not satisfy."""
     errors: list[dict[str, str]] = []
@@ -119,14 +113,14 @@ def check_schema(schema: Record) -> None:
         seen.add(name)
         kind = field.get("type") or "string"
         if kind in ("select", "multiselect") and not _options(field):
-            message = f"'{name}' is a {kind} field: give its options ([{{\"value\": ..., \"label\": ...}}])"
+            message = f'\'{name}\' is a {kind} field: give its options ([{{"value": ..., "label": ...}}])'
             errors.append({"field": f"{where}.options", "rule": "required", "message": message})
             continue
         default = field.get("default_value")
         if isinstance(default, str) and (problem := value_problem(field, default)):
             errors.append({"field": f"{where}.default_value", "rule": kind, "message": f"default value: {problem}"})
     if errors:
-        raise _refuse("custom object schema", errors)
+        raise invalid("custom object schema", errors)
 
 
 def check_object(schema: Record, record: Record, *, new: bool) -> Record:
@@ -162,5 +156,5 @@ def check_object(schema: Record, record: Record, *, new: bool) -> Record:
             message = f"'{name}' is required by custom object schema '{schema['id']}'"
             errors.append({"field": "fields", "rule": "required", "message": message})
     if errors:
-        raise _refuse("custom object", errors)
+        raise invalid("custom object", errors)
     return {**record, "fields": [*given, *defaults]} if defaults else record

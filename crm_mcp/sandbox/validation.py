@@ -26,11 +26,9 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
 from crm_mcp.operations import Operation, model, resource, spec_path
-from crm_mcp.sandbox.errors import bad_request
+from crm_mcp.sandbox.errors import bad_request, invalid
 
 __all__ = ["load_spec", "validate_body"]
-
-MAX_REPORTED = 5
 
 
 @cache
@@ -176,7 +174,5 @@ def validate_body(op: Operation, raw: bytes) -> dict[str, Any]:
     body = parse_json_object(raw, op)
     errors = _model_errors(op, body) or _schema_errors(op, body)
     if errors:
-        shown = "; ".join(e["message"] for e in errors[:MAX_REPORTED])
-        more = f" (and {len(errors) - MAX_REPORTED} more)" if len(errors) > MAX_REPORTED else ""
-        raise bad_request(f"Invalid request body: {shown}{more}", detail={"errors": errors})
+        raise invalid("request body", errors)
     return body

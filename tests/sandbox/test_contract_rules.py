@@ -123,8 +123,9 @@ def test_custom_objects_obey_their_schema(sandbox_client: httpx2.Client) -> None
     ]
     expected = "'budget' is a currency field: expected an amount such as 1500 or 1500.50, got 'a lot'"
     assert found[0]["message"] == expected
-    assert "'finished' is not one of its options ['planned', 'in_progress', 'completed', 'on_hold']" in (
-        found[2]["message"]
+    assert (
+        "'finished' is not one of its options ['planned', 'in_progress', 'completed', 'on_hold']"
+        in (found[2]["message"])
     )
     assert "'colour' is not a field of custom object schema 'cos_projects'" in found[3]["message"]
 

@@ -292,7 +292,7 @@ FORGED_CURSORS = {
     "number key for a text order": _raw_cursor('{"s":"contacts","o":"name:asc","k":5,"i":"a","b":0}'),
     "direction not 0 or 1": _raw_cursor('{"s":"contacts","o":"seq:asc","k":1,"i":"a","b":"back"}'),
     "a list for the scope": _raw_cursor('{"s":["contacts"],"o":"seq:asc","k":1,"i":"a","b":0}'),
-    "not an object": _raw_cursor('[1, 2, 3]'),
+    "not an object": _raw_cursor("[1, 2, 3]"),
     "nested too deep": _raw_cursor("[" * 5000 + "]" * 5000),
     "not UTF-8": base64.urlsafe_b64encode(b"\xff\xfe\x00").decode(),
     "very long": "A" * 5000,
