@@ -76,8 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_serve_arguments(serve, sub=True)
 
     sandbox = sub.add_parser("sandbox", help="run the sandbox CRM (an Apideck-compatible HTTP API)")
-    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     sandbox.add_argument("--port", type=int, default=4010)
+    sandbox.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="serve on a non-loopback --host too (the sandbox accepts any API key: anyone who can reach it "
+        "can read and change its data)",
+    )
     sandbox.add_argument(
         "--db",
         default=None,
@@ -116,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "sandbox":
         from crm_mcp.sandbox.server import run_sandbox
 
-        return run_sandbox(host=args.host, port=args.port, db=args.db)
+        return run_sandbox(host=args.host, port=args.port, db=args.db, allow_remote=args.allow_remote)
     if command == "tools":
         return print_tool_table()
     configure_logging(getattr(args, "log_level", "info"))

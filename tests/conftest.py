@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import httpx2
 import pytest
 
+from crm_mcp.sandbox.seed import BASE_TIME
 from crm_mcp.sandbox.server import SandboxServer
 
 
@@ -19,8 +20,10 @@ def anyio_backend() -> str:
 
 @pytest.fixture(scope="session")
 def sandbox_server() -> Iterator[SandboxServer]:
-    """The sandbox CRM over real HTTP (in-memory database), shared by the session."""
-    with SandboxServer(db=":memory:") as server:
+    """The sandbox CRM over real HTTP (in-memory database), shared by the session. Its clock is
+    pinned (the seed's dates are those of `seed.BASE_TIME`), and every test seeds a consumer of its
+    own, so the consumer cap is off."""
+    with SandboxServer(db=":memory:", now=BASE_TIME, max_consumers=None) as server:
         yield server
 
 

@@ -94,7 +94,7 @@ CREATE_ARGS: dict[str, dict[str, Any]] = {
                    "duration_seconds": 600},
     "custom_object_schemas": {"name": "Asset", "fields": [{"id": "serial", "name": "serial", "type": "string"}]},
     "custom_objects": {"object_id": CUSTOM_SCHEMA, "name": "New project",
-                       "fields": [{"name": "status", "value": "active"}]},
+                       "fields": [{"name": "company_id", "value": "com_001"}, {"name": "status", "value": "planned"}]},
 }
 
 UPDATE_ARGS: dict[str, dict[str, Any]] = {

@@ -7,7 +7,7 @@ import json
 import random
 import re
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -383,3 +383,85 @@ def test_validation_is_not_vacuous(spec: dict[str, Any], seed: dict[str, list[di
     opportunity = copy.deepcopy(seed["opportunities"][0])
     opportunity["close_date"] = "2026-13-45"  # format: date is checked
     assert not validator_for(spec, "Opportunity").is_valid(opportunity)
+
+
+# --------------------------------------------------------------------------- dates relative to "now"
+
+
+def _dated_values(seed: dict[str, list[dict]]) -> list[tuple[str, str, str]]:
+    """(resource, path, value) of every timestamp and date in the seed but birthdays."""
+    out = []
+    for resource, records in seed.items():
+        for record in records:
+            for path, key, value in walk(record, record["id"]):
+                if key == "birthday" or not isinstance(value, str):
+                    continue
+                if TIMESTAMP.match(value) or DATE.match(value):
+                    out.append((resource, f"{path}.{key}", value))
+    return out
+
+
+def test_the_dates_move_with_the_reference_time_and_nothing_else_does(seed: dict[str, list[dict]]) -> None:
+    now = datetime(2031, 3, 14, 15, 30, tzinfo=UTC)
+    later = build_seed(now)
+    shift = timedelta(days=(now - BASE_TIME).days)  # whole days: 1594, so times of day stay
+    assert shift == timedelta(days=1594) and build_seed(BASE_TIME) == seed
+    before, after = _dated_values(seed), _dated_values(later)
+    assert len(before) == len(after) > 2500
+    for (resource, path, old), (_, _, new) in zip(before, after, strict=True):
+        if TIMESTAMP.match(old):
+            assert parse(new) == parse(old) + shift, (resource, path)
+        else:
+            assert datetime.fromisoformat(new) == datetime.fromisoformat(old) + shift, (resource, path)
+    undated = re.compile(r"\d{4}-\d{2}-\d{2}(T[0-9:.]+Z)?")
+    plain = json.dumps(seed)
+    assert undated.sub("D", plain) == undated.sub("D", json.dumps(later))  # same records, ids, names
+    birthdays = [c["birthday"] for c in seed["contacts"] if "birthday" in c]
+    assert birthdays and birthdays == [c["birthday"] for c in later["contacts"] if "birthday" in c]
+    assert max(a["created_at"] for a in later["activities"]) <= "2031-03-14T15:30:00.000Z"
+
+
+@pytest.mark.parametrize("days_later", [0, 400])
+def test_the_last_30_days_have_a_well_defined_answer(days_later: int) -> None:
+    now = BASE_TIME + timedelta(days=days_later)
+    seed = build_seed(now)
+    since = now - timedelta(days=30)
+    recent = [a for a in seed["activities"] if since <= parse(a["activity_datetime"]) <= now]
+    assert len(recent) == 64 and len({a["company_id"] for a in recent}) == 28
+    acme = [a for a in seed["activities"] if a.get("company_id") == ANCHORS["company_id"]]
+    assert [a["id"] for a in acme if a in recent] == ["act_0223", "act_0232", "act_0250", "act_0286"]
+    assert len([a for a in acme if parse(a["activity_datetime"]) < since]) == 13
+    upcoming = [a for a in acme if parse(a["activity_datetime"]) > now]
+    assert len(upcoming) == 1 and upcoming[0]["done"] is False
+    open_deals = [o for o in seed["opportunities"] if o["status"] == "open"]
+    assert open_deals and all(datetime.fromisoformat(o["close_date"]).date() > now.date() for o in open_deals)
+
+
+def test_a_store_dates_each_new_consumer_from_the_clock_unless_pinned() -> None:
+    from crm_mcp.sandbox.store import Store
+
+    pinned_at = datetime(2030, 6, 1, 12, 0, tzinfo=UTC)
+    for store_now, reference in ((None, datetime.now(UTC)), (pinned_at, pinned_at)):
+        store = Store(":memory:", now=store_now)
+        try:
+            store.ensure_consumer("c")
+            activity = store.get("c", "activities", "", "act_0286")
+            expected = next(a for a in build_seed(reference)["activities"] if a["id"] == "act_0286")
+            assert activity == expected
+            latest = max(parse(a["created_at"]) for a in build_seed(reference)["activities"])
+            assert reference - timedelta(days=2) < latest <= reference
+        finally:
+            store.close()
+
+
+def test_a_sandbox_server_serves_the_seed_of_its_pinned_time() -> None:
+    import httpx2
+
+    from crm_mcp.sandbox.server import SandboxServer
+
+    pinned_at = datetime(2029, 2, 3, 10, 0, tzinfo=UTC)
+    headers = {"Authorization": "Bearer k", "x-apideck-app-id": "a", "x-apideck-consumer-id": "c"}
+    with SandboxServer(db=":memory:", now=pinned_at) as server:
+        served = httpx2.get(f"{server.base_url}/crm/activities/act_0286", headers=headers).json()["data"]
+    assert served == next(a for a in build_seed(pinned_at)["activities"] if a["id"] == "act_0286")
+    assert served["activity_datetime"] == "2029-01-31T14:45:00.000Z"  # 2026-10-29T14:45 in BASE_TIME dates

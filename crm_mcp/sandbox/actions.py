@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from crm_mcp.operations import OPERATIONS, resource
+from crm_mcp.sandbox import rules
 from crm_mcp.sandbox.errors import INVALID_STATE, ApiError, not_found
-from crm_mcp.sandbox.query import Cursor, FieldTree, Predicate, Sort, encode_cursor, select_fields
+from crm_mcp.sandbox.query import Cursor, Predicate, Sort, encode_cursor
 from crm_mcp.sandbox.records import apply_update, build_record, public_fields
 from crm_mcp.sandbox.store import Row, Store
 
@@ -44,10 +45,9 @@ def _label(resource_name: str) -> str:
     return resource(resource_name).singular.replace("_", " ")
 
 
-def public(resource: str, record: Record, tree: FieldTree | None = None) -> Record:
+def public(resource: str, record: Record) -> Record:
     allowed = public_fields(resource)
-    shown = {key: value for key, value in record.items() if key in allowed}
-    return select_fields(shown, tree) if tree is not None else shown
+    return {key: value for key, value in record.items() if key in allowed}
 
 
 def check_parent(store: Store, scope: Scope) -> None:
@@ -69,8 +69,8 @@ def list_page(
     cursor: Cursor | None,
     predicate: Predicate | None,
     limit: int,
-    tree: FieldTree | None,
 ) -> Page:
+    """One page of whole records (the app applies any `fields` selection)."""
     check_parent(store, scope)
     args = (scope.consumer, scope.resource, scope.object_id, sort)
 
@@ -95,21 +95,21 @@ def list_page(
         if cursor is not None and rows:
             before = store.scan(*args, start=(rows[0][0], rows[0][1]), backward=True, predicate=predicate, limit=1)
             previous = mark(rows[0], True) if before else None
-    return Page([public(scope.resource, record, tree) for _, _, record in rows], next_, previous)
+    return Page([public(scope.resource, record) for _, _, record in rows], next_, previous)
 
 
-def get(store: Store, scope: Scope, id_: str, tree: FieldTree | None) -> Record:
+def get(store: Store, scope: Scope, id_: str) -> Record:
     check_parent(store, scope)
     record = store.get(scope.consumer, scope.resource, scope.object_id, id_)
     if record is None:
         raise not_found(_label(scope.resource), id_)
-    return public(scope.resource, record, tree)
+    return public(scope.resource, record)
 
 
 def create(store: Store, scope: Scope, body: Record) -> Record:
     check_parent(store, scope)
     for _ in range(5):
-        record = build_record(scope.resource, body)
+        record = rules.on_write(store, scope, None, build_record(scope.resource, body), body)
         if store.insert(scope.consumer, scope.resource, scope.object_id, record):
             return public(scope.resource, record)
         if record["id"] == body.get("id"):
@@ -125,11 +125,15 @@ def create(store: Store, scope: Scope, body: Record) -> Record:
 def update(store: Store, scope: Scope, id_: str, body: Record) -> Record:
     check_parent(store, scope)
     record = store.update(
-        scope.consumer, scope.resource, scope.object_id, id_, lambda old: apply_update(scope.resource, old, body)
+        scope.consumer,
+        scope.resource,
+        scope.object_id,
+        id_,
+        lambda old: rules.on_write(store, scope, old, apply_update(scope.resource, old, body), body),
     )
     if record is None:
         raise not_found(_label(scope.resource), id_)
-    return record
+    return public(scope.resource, record)
 
 
 def delete(store: Store, scope: Scope, id_: str) -> None:

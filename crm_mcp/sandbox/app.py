@@ -1,9 +1,10 @@
 """The sandbox's ASGI app: the contract's 50 operations, routed from the operation table.
 
 Each request is authenticated (`Authorization: Bearer <key>`, `x-apideck-app-id`,
-`x-apideck-consumer-id`; `x-apideck-service-id` optional), its query string and body are
-validated against the operation, the action runs against the consumer's records in a worker
-thread, and the answer comes back in the contract's envelope or error shape.
+`x-apideck-consumer-id`; `x-apideck-service-id` optional), its query string and body (at most
+`max_body_bytes`) are validated against the operation, the action runs against the consumer's
+records in a worker thread, and the answer comes back in the contract's envelope (with `_raw`
+when `raw=true`) or error shape.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache, partial
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from crm_mcp.operations import OPERATIONS, Operation, model, resource
 from crm_mcp.sandbox import actions
 from crm_mcp.sandbox.errors import (
+    BODY_TOO_LARGE,
     METHOD_NOT_ALLOWED,
     SERVER_ERROR,
     UNAUTHORIZED,
@@ -37,8 +40,8 @@ from crm_mcp.sandbox.errors import (
 )
 from crm_mcp.sandbox.faults import FaultMiddleware, FaultPlan
 from crm_mcp.sandbox.params import parse_params
-from crm_mcp.sandbox.query import compile_filters, decode_cursor, parse_fields, parse_sort
-from crm_mcp.sandbox.store import Store
+from crm_mcp.sandbox.query import compile_filters, decode_cursor, parse_fields, parse_sort, select_fields
+from crm_mcp.sandbox.store import DEFAULT_MAX_CONSUMERS, Store
 from crm_mcp.sandbox.validation import validate_body
 
 __all__ = ["create_app"]
@@ -46,6 +49,7 @@ __all__ = ["create_app"]
 log = logging.getLogger("crm_mcp.sandbox")
 
 DEFAULT_SERVICE = "sandbox"
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 _OPERATION_NAMES = {"list": "all", "get": "one", "create": "add", "update": "update", "delete": "delete"}
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
@@ -100,12 +104,34 @@ def envelope(op: Operation, caller: Caller, status: int, data: Any, **extra: Any
     }
 
 
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, or a 413 as soon as it is known to exceed `limit` bytes."""
+    too_large = ApiError(
+        413,
+        BODY_TOO_LARGE,
+        f"Request body too large: the sandbox accepts at most {limit} bytes",
+        {"limit_bytes": limit},
+    )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class Sandbox:
     """Serves the operations of one path (one Starlette route per contract path)."""
 
-    def __init__(self, store: Store, api_key: str | None) -> None:
+    def __init__(self, store: Store, api_key: str | None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
         self.store = store
         self.api_key = api_key
+        self.max_body_bytes = max_body_bytes
 
     async def dispatch(self, ops: dict[str, Operation], request: Request) -> Response:
         op = ops.get(request.method)
@@ -132,14 +158,15 @@ class Sandbox:
         if not store.knows(caller.consumer):
             await self._run(store.ensure_consumer, caller.consumer)
 
+        # raw=true: `_raw` carries what the sandbox's own storage answered (whole records, before
+        # any `fields` selection), as Apideck passes on the downstream CRM's answer
+        raw: dict[str, Any] = {}
         if op.action == "list":
             predicate = compile_filters(op, params.filter)
             sort = parse_sort(op, params.sort)
             cursor = decode_cursor(params.cursor, scope.name, sort) if params.cursor else None
             tree = parse_fields(op, params.fields, always_selected(op.resource))
-            list_page = partial(
-                actions.list_page, sort=sort, cursor=cursor, predicate=predicate, limit=params.limit, tree=tree
-            )
+            list_page = partial(actions.list_page, sort=sort, cursor=cursor, predicate=predicate, limit=params.limit)
             page = await self._run(list_page, store, scope)
             meta = {
                 "items_on_page": len(page.records),
@@ -150,22 +177,33 @@ class Sandbox:
                 "current": str(request.url),
                 "next": self._link(request, page.next),
             }
-            return JSONResponse(envelope(op, caller, 200, page.records, meta=meta, links=links))
+            if params.raw:
+                raw = {"_raw": {"records": page.records}}
+            data = [select_fields(record, tree) for record in page.records] if tree else page.records
+            return JSONResponse(envelope(op, caller, 200, data, meta=meta, links=links, **raw))
         if op.action == "get":
             compile_filters(op, params.filter)  # validated, but a get has nothing to filter
             tree = parse_fields(op, params.fields, always_selected(op.resource))
-            record = await self._run(actions.get, store, scope, path["id"], tree)
-            return JSONResponse(envelope(op, caller, 200, record))
+            record = await self._run(actions.get, store, scope, path["id"])
+            if params.raw:
+                raw = {"_raw": {"record": record}}
+            data = select_fields(record, tree) if tree else record
+            return JSONResponse(envelope(op, caller, 200, data, **raw))
         if op.action == "delete":
             await self._run(actions.delete, store, scope, path["id"])
-            return JSONResponse(envelope(op, caller, op.success_status, {"id": path["id"]}))
-        body = validate_body(op, await request.body(), partial=op.action == "update")
+            if params.raw:
+                raw = {"_raw": {"deleted": {"id": path["id"]}}}
+            return JSONResponse(envelope(op, caller, op.success_status, {"id": path["id"]}, **raw))
+        body = validate_body(op, await read_body(request, self.max_body_bytes))
         if op.action == "create":
             record = await self._run(actions.create, store, scope, body)
             data = {"id": record["id"]} if op.record_model == "UnifiedId" else record
-            return JSONResponse(envelope(op, caller, op.success_status, data), status_code=op.success_status)
-        await self._run(actions.update, store, scope, path["id"], body)
-        return JSONResponse(envelope(op, caller, op.success_status, {"id": path["id"]}))
+        else:
+            record = await self._run(actions.update, store, scope, path["id"], body)
+            data = {"id": path["id"]}
+        if params.raw:
+            raw = {"_raw": {"record": record}}
+        return JSONResponse(envelope(op, caller, op.success_status, data, **raw), status_code=op.success_status)
 
     @staticmethod
     async def _run(fn: Any, *args: Any) -> Any:
@@ -208,18 +246,25 @@ def create_app(
     seed: bool = True,
     faults: FaultPlan | None = None,
     store: Store | None = None,
+    now: datetime | None = None,
+    max_consumers: int | None = DEFAULT_MAX_CONSUMERS,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> Starlette:
     """The sandbox CRM as an ASGI app.
 
     db: SQLite file (created and seeded on demand) or ":memory:". api_key: when set, the only
     accepted bearer key (otherwise any non-empty key). seed: give each new consumer the demo
-    CRM (False: start empty). faults: the FaultPlan to obey (a new one by default). store: an
-    already open Store (then `db` and `seed` are ignored). The app exposes `app.state.store`
-    and `app.state.faults`; close the store when done (`app.state.store.close()`).
+    CRM (False: start empty). now: the time the seed's dates are relative to (None: the clock
+    when a consumer is seeded). max_consumers: how many consumers get a seeded copy (None: no
+    limit). faults: the FaultPlan to obey (a new one by default). store: an already open Store
+    (then `db`, `seed`, `now` and `max_consumers` are ignored). max_body_bytes: the largest
+    request body accepted (a 413 beyond). The app exposes `app.state.store` and
+    `app.state.faults`; close the store when done (`app.state.store.close()`).
     """
-    store = store if store is not None else Store(db, seed=seed)
+    if store is None:
+        store = Store(db, seed=seed, now=now, max_consumers=max_consumers)
     plan = faults if faults is not None else FaultPlan()
-    sandbox = Sandbox(store, api_key)
+    sandbox = Sandbox(store, api_key, max_body_bytes)
     by_path: dict[str, dict[str, Operation]] = defaultdict(dict)
     for op in OPERATIONS:
         by_path[op.path][op.method] = op

@@ -10,7 +10,7 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
-__all__ = ["ApiError", "bad_request", "error_body", "not_found"]
+__all__ = ["ApiError", "bad_request", "error_body", "invalid", "not_found"]
 
 # type_name values, as the contract's examples and Apideck's error catalogue name them
 REQUEST_VALIDATION = "RequestValidationError"
@@ -24,6 +24,7 @@ RATE_LIMIT = "RequestLimitError"
 SERVER_ERROR = "UnexpectedError"
 UNKNOWN_ROUTE = "NotFoundError"
 METHOD_NOT_ALLOWED = "MethodNotAllowedError"
+BODY_TOO_LARGE = "RequestTooLargeError"
 
 
 def phrase(status: int) -> str:
@@ -71,6 +72,17 @@ def bad_request(
     message: str, type_name: str = REQUEST_VALIDATION, detail: str | dict[str, Any] | None = None
 ) -> ApiError:
     return ApiError(400, type_name, message, detail)
+
+
+MAX_REPORTED = 5  # field errors an `invalid` message spells out (`detail.errors` has them all)
+
+
+def invalid(what: str, errors: list[dict[str, str]]) -> ApiError:
+    """A 400 for `what` ("request body", "custom object", ...) listing field errors, each a dict
+    with `field`, `rule` and `message`."""
+    shown = "; ".join(e["message"] for e in errors[:MAX_REPORTED])
+    more = f" (and {len(errors) - MAX_REPORTED} more)" if len(errors) > MAX_REPORTED else ""
+    return bad_request(f"Invalid {what}: {shown}{more}", detail={"errors": errors})
 
 
 def not_found(what: str, id_: str) -> ApiError:

@@ -325,26 +325,58 @@ def encode_cursor(cursor: Cursor) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+_SQLITE_INT = 2**63 - 1
+_SHOWN_CURSOR = 60  # characters of a bad cursor an error message repeats
+
+
+def _text(value: Any) -> bool:
+    """A string SQLite can store (UTF-8: no lone surrogates)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _valid_key(key: Any, sort: Sort) -> bool:
+    """Whether `key` can be the sort key of a record in `sort` order (a number for numeric
+    fields and insertion order, text otherwise)."""
+    numeric = sort.field == DEFAULT_ORDER or sort_columns()[sort.field]
+    if not numeric:
+        return _text(key)
+    if isinstance(key, bool) or not isinstance(key, int | float):
+        return False
+    return abs(key) <= _SQLITE_INT if isinstance(key, int) else math.isfinite(key) or key == MISSING_NUMBER
+
+
 def decode_cursor(text: str, scope: str, sort: Sort) -> Cursor:
+    """The cursor in `text`, or a 400 (InvalidCursorError) for anything this list did not issue."""
     hint = "use a value from meta.cursors of a previous response of the same list"
+    shown = text if len(text) <= _SHOWN_CURSOR else text[:_SHOWN_CURSOR] + "..."
+    invalid = bad_request(f"Invalid cursor {shown!r}: {hint}", INVALID_CURSOR)
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         doc = json.loads(raw)
-        cursor = Cursor(doc["s"], doc["o"], doc["k"], doc["i"], bool(doc["b"]))
-    except (binascii.Error, ValueError, UnicodeDecodeError, KeyError, TypeError) as exc:
-        raise bad_request(f"Invalid cursor {text!r}: {hint}", INVALID_CURSOR) from exc
-    valid_key = isinstance(cursor.key, str | int | float) and not isinstance(cursor.key, bool)
-    if not (isinstance(cursor.id, str) and valid_key):
-        raise bad_request(f"Invalid cursor {text!r}: {hint}", INVALID_CURSOR)
+        cursor = Cursor(doc["s"], doc["o"], doc["k"], doc["i"], doc["b"])
+    except (binascii.Error, ValueError, UnicodeError, KeyError, TypeError, RecursionError) as exc:
+        raise invalid from exc
+    fields_ok = _text(cursor.scope) and _text(cursor.sort) and _text(cursor.id) and cursor.backward in (0, 1)
+    if not fields_ok:
+        raise invalid
     if cursor.scope != scope:
-        message = f"Invalid cursor: it belongs to a list of {cursor.scope}, not {scope}; {hint}"
+        message = f"Invalid cursor: it belongs to a list of {cursor.scope[:_SHOWN_CURSOR]}, not {scope}; {hint}"
         raise bad_request(message, INVALID_CURSOR)
     if cursor.sort != sort.signature:
         raise bad_request(
-            f"Invalid cursor: it was issued for sort {cursor.sort}, this request sorts by {sort.signature}; {hint}",
+            f"Invalid cursor: it was issued for sort {cursor.sort[:_SHOWN_CURSOR]}, this request sorts by "
+            f"{sort.signature}; {hint}",
             INVALID_CURSOR,
         )
-    return cursor
+    if not _valid_key(cursor.key, sort):
+        raise invalid
+    return Cursor(cursor.scope, cursor.sort, cursor.key, cursor.id, bool(cursor.backward))
 
 
 # --------------------------------------------------------------------------- fields selection

@@ -23,7 +23,9 @@ __all__ = ["SANDBOX_USER_ID", "apply_update", "build_record", "new_id", "now_iso
 
 Record = dict[str, Any]
 SANDBOX_USER_ID = "usr_01"  # the seed's first user stands for whoever holds the API key
-_ID_PREFIX = {"custom_object_schemas": "cos", "custom_objects": "cob"}
+# the prefixes of the seed's ids ("usr_01", "stg_nb_proposal", ...); other resources use their
+# first three letters ("com_001", "con_0001", ...)
+_ID_PREFIX = {"users": "usr", "stages": "stg", "custom_object_schemas": "cos", "custom_objects": "cob"}
 
 
 def now_iso() -> str:

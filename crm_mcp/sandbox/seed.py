@@ -10,9 +10,13 @@ out). ``custom_objects`` records carry one extra key, ``object_id``, naming thei
 storage layer strips it.
 
 The data is built from ``random.Random(20261127)`` only (never the global ``random``, never the
-clock): two calls return equal data. Timestamps are ISO 8601 UTC (``YYYY-MM-DDTHH:MM:SS.000Z``;
-the millisecond form is what ``Lead.created_at`` requires) counted back from the fixed "now"
-``2026-11-01T09:00:00Z`` and spread over the preceding ~18 months. The only timestamps after
+clock): two calls with the same ``now`` return equal data. Timestamps are ISO 8601 UTC
+(``YYYY-MM-DDTHH:MM:SS.000Z``; the millisecond form is what ``Lead.created_at`` requires)
+counted back from "now" and spread over the preceding ~18 months. "Now" is ``BASE_TIME``
+(``2026-11-01T09:00:00Z``, the dates below) moved by whole days to the reference time given to
+``build_seed(now)`` (see ``seed_shift``); the sandbox passes the time it seeds a consumer, and
+tests pin it. 64 activities of 28 companies fall in the 30 days before "now" (4 of Acme's 18),
+the others before (or after: upcoming meetings and tasks). The only timestamps after
 "now" are the ``activity_datetime``/``start_datetime``/``end_datetime`` of a few upcoming
 meetings and tasks (``done: false``), and the ``close_date`` of open opportunities, which is the
 expected close date. Dates are ``YYYY-MM-DD``. Every email address and website uses a
@@ -43,7 +47,7 @@ import unicodedata
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-__all__ = ["ANCHORS", "BASE_TIME", "RESOURCES", "SEED", "build_seed"]
+__all__ = ["ANCHORS", "BASE_TIME", "RESOURCES", "SEED", "build_seed", "seed_shift"]
 
 SEED = 20261127
 BASE_TIME = datetime(2026, 11, 1, 9, 0, 0, tzinfo=UTC)
@@ -392,14 +396,6 @@ _PROJECT_STATUSES = ("planned", "in_progress", "completed", "on_hold")
 # --------------------------------------------------------------------------- helpers
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-
-
-def _day(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d")
-
-
 def _ascii_slug(text: str, keep: str = "") -> str:
     plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
     return "".join(ch for ch in plain.lower() if ch.isalnum() or ch in keep)
@@ -418,7 +414,8 @@ def _money_label(millions: int) -> str:
 class _Builder:
     """One build: owns the random generator and the cross-resource bookkeeping."""
 
-    def __init__(self) -> None:
+    def __init__(self, shift: timedelta = timedelta(0)) -> None:
+        self.shift = shift  # added to every date written, so that BASE_TIME becomes the seed's "now"
         self.rng = random.Random(SEED)
         self.used_names: set[str] = set()
         self.used_phones: set[str] = {"+1 415 555 0100", "+1 415 555 0101", "+1 617 555 0142"}
@@ -436,6 +433,14 @@ class _Builder:
         self.opp_meta: dict[str, dict[str, Any]] = {}
         self.activities: list[Record] = []
         self.notes: list[Record] = []
+
+    # ----------------------------------------------------------------- dates
+
+    def iso(self, moment: datetime) -> str:
+        return (moment + self.shift).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+    def day(self, moment: datetime) -> str:
+        return (moment + self.shift).strftime("%Y-%m-%d")
 
     # ----------------------------------------------------------------- small random helpers
 
@@ -508,8 +513,8 @@ class _Builder:
                     "status": "active",
                     "emails": [{"email": email, "type": "work"}],
                     "phone_numbers": [{"number": self.phone(org_city), "type": "work"}],
-                    "created_at": _iso(created),
-                    "updated_at": _iso(created + timedelta(days=self.rng.randint(10, 400))),
+                    "created_at": self.iso(created),
+                    "updated_at": self.iso(created + timedelta(days=self.rng.randint(10, 400))),
                 }
             )
 
@@ -539,8 +544,8 @@ class _Builder:
                     "display_order": order,
                     "win_probability_enabled": True,
                     "stages": stage_records,
-                    "created_at": _iso(created + timedelta(hours=order)),
-                    "updated_at": _iso(created + timedelta(days=30 + order)),
+                    "created_at": self.iso(created + timedelta(hours=order)),
+                    "updated_at": self.iso(created + timedelta(days=30 + order)),
                 }
             )
         return pipelines
@@ -597,7 +602,7 @@ class _Builder:
             "tags": tags,
             "created_by": owner if rng.random() < 0.7 else rng.choice(_SDRS),
             "updated_by": owner,
-            "created_at": _iso(created),
+            "created_at": self.iso(created),
         }
         self.company_meta[cid] = {
             "domain": domain,
@@ -646,7 +651,7 @@ class _Builder:
             )
         for company in self.companies:
             created = self.company_meta[company["id"]]["created"]
-            company["updated_at"] = _iso(self.between(created + timedelta(days=20), BASE_TIME))
+            company["updated_at"] = self.iso(self.between(created + timedelta(days=20), BASE_TIME))
 
     def build_contacts(self) -> None:
         rng = self.rng
@@ -793,7 +798,7 @@ class _Builder:
             "monetary_amount": amount,
             "currency": "USD",
             "expected_revenue": round(amount * probability / 100, 2),
-            "close_date": _day(close),
+            "close_date": self.day(close),
             "priority": priority,
         }
         if not renewal and rng.random() < 0.7:
@@ -806,11 +811,11 @@ class _Builder:
             record["tags"] = ["renewal"] if renewal else ["large-deal"]
         record.update(
             {
-                "stage_last_changed_at": _iso(changed),
+                "stage_last_changed_at": self.iso(changed),
                 "created_by": owner,
                 "updated_by": owner,
-                "created_at": _iso(created),
-                "updated_at": _iso(updated),
+                "created_at": self.iso(created),
+                "updated_at": self.iso(updated),
             }
         )
         return record, {"created": created, "closed_at": closed_at, "product": product}
@@ -935,7 +940,7 @@ class _Builder:
             "type": kind,
             "title": title.format(**ctx),
             "description": description.format(**ctx),
-            "activity_datetime": _iso(start),
+            "activity_datetime": self.iso(start),
         }
         end = start
         if kind == "call":
@@ -946,8 +951,8 @@ class _Builder:
             duration = rng.choice((1800, 2700, 3600, 3600, 5400))
             end = start + timedelta(seconds=duration)
             record["duration_seconds"] = duration
-            record["start_datetime"] = _iso(start)
-            record["end_datetime"] = _iso(end)
+            record["start_datetime"] = self.iso(start)
+            record["end_datetime"] = self.iso(end)
             if rng.random() < 0.7:
                 code = "".join(rng.choice("abcdefghijkmnopqrstuvwxyz") for _ in range(10))
                 record["location"] = "Video call"
@@ -994,8 +999,8 @@ class _Builder:
             {
                 "created_by": owner,
                 "updated_by": owner,
-                "created_at": _iso(created),
-                "updated_at": _iso(updated),
+                "created_at": self.iso(created),
+                "updated_at": self.iso(updated),
             }
         )
         return created, record
@@ -1049,8 +1054,8 @@ class _Builder:
                 "active": True,
                 "created_by": owner,
                 "updated_by": owner,
-                "created_at": _iso(created),
-                "updated_at": _iso(updated),
+                "created_at": self.iso(created),
+                "updated_at": self.iso(updated),
             }
         )
         return created, record
@@ -1078,7 +1083,7 @@ class _Builder:
         last: dict[str, str] = {}
         first_call: dict[str, str] = {}
         first_email: dict[str, str] = {}
-        now = _iso(BASE_TIME)
+        now = self.iso(BASE_TIME)
         for activity in self.activities:
             when = activity["activity_datetime"]
             if when > now:
@@ -1134,8 +1139,8 @@ class _Builder:
             if contact_id in last:
                 ordered["last_activity_at"] = last[contact_id]
             created = self.contact_created[contact_id]
-            ordered["created_at"] = _iso(created)
-            ordered["updated_at"] = _iso(self.between(created, BASE_TIME))
+            ordered["created_at"] = self.iso(created)
+            ordered["updated_at"] = self.iso(self.between(created, BASE_TIME))
             contact.clear()
             contact.update(ordered)
 
@@ -1168,8 +1173,8 @@ class _Builder:
                 "owner_name": self.user_names["usr_07"],
                 "tags": ["webinar-2026"],
                 "language": "EN",
-                "created_at": _iso(BASE_TIME - timedelta(days=24, hours=3)),
-                "updated_at": _iso(BASE_TIME - timedelta(days=6, hours=1)),
+                "created_at": self.iso(BASE_TIME - timedelta(days=24, hours=3)),
+                "updated_at": self.iso(BASE_TIME - timedelta(days=6, hours=1)),
             }
         ]
         combos = {("Harborview", "Logistics"), *self.used_company_combos}
@@ -1221,8 +1226,8 @@ class _Builder:
             if rng.random() < 0.35:
                 lead["tags"] = [rng.choice(_LEAD_TAGS)]
             lead["language"] = "EN"
-            lead["created_at"] = _iso(created)
-            lead["updated_at"] = _iso(self.between(created, BASE_TIME))
+            lead["created_at"] = self.iso(created)
+            lead["updated_at"] = self.iso(self.between(created, BASE_TIME))
             leads.append(lead)
         return leads
 
@@ -1253,8 +1258,8 @@ class _Builder:
             "active": True,
             "created_by": "usr_12",
             "updated_by": "usr_12",
-            "created_at": _iso(schema_created),
-            "updated_at": _iso(schema_created + timedelta(days=45)),
+            "created_at": self.iso(schema_created),
+            "updated_at": self.iso(schema_created + timedelta(days=45)),
         }
         won = [o for o in self.opportunities if o["pipeline_stage_id"] == "stg_nb_closed_won"]
         chosen = [won[0], *sorted(rng.sample(won[1:], 9), key=lambda o: self.opp_meta[o["id"]]["closed_at"])]
@@ -1283,14 +1288,14 @@ class _Builder:
                         {"name": "company_id", "value": opp["company_id"]},
                         {"name": "opportunity_id", "value": opp["id"]},
                         {"name": "status", "value": status},
-                        {"name": "start_date", "value": _day(start)},
-                        {"name": "end_date", "value": _day(end)},
+                        {"name": "start_date", "value": self.day(start)},
+                        {"name": "end_date", "value": self.day(end)},
                         {"name": "budget", "value": str(max(budget, 1000))},
                     ],
                     "created_by": owner,
                     "updated_by": owner,
-                    "created_at": _iso(created),
-                    "updated_at": _iso(self.between(created, BASE_TIME)),
+                    "created_at": self.iso(created),
+                    "updated_at": self.iso(self.between(created, BASE_TIME)),
                 }
             )
         return [schema], objects
@@ -1320,7 +1325,18 @@ class _Builder:
         }
 
 
-def build_seed() -> dict[str, list[dict]]:
-    """Deterministic demo CRM data, keyed by resource: users, pipelines, companies, contacts,
-    leads, opportunities, activities, notes, custom_object_schemas, custom_objects."""
-    return _Builder().build()
+def seed_shift(now: datetime) -> timedelta:
+    """How far the seed's dates move so that they end at `now`: whole days, so that times of day
+    (office hours) stay; the seed's "now" then falls within the 24 hours up to `now`."""
+    moment = now if now.tzinfo is not None else now.replace(tzinfo=UTC)
+    return timedelta(days=(moment - BASE_TIME) // timedelta(days=1))
+
+
+def build_seed(now: datetime = BASE_TIME) -> dict[str, list[dict]]:
+    """Demo CRM data, keyed by resource: users, pipelines, companies, contacts, leads,
+    opportunities, activities, notes, custom_object_schemas, custom_objects.
+
+    `now` is the reference time the dates are relative to (the sandbox passes the time it seeds
+    a consumer, so that "the last 30 days" always has activities); only the dates depend on it:
+    records, ids, names and every other value are the same for every `now`."""
+    return _Builder(seed_shift(now)).build()

@@ -15,6 +15,7 @@ import socket
 import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -25,7 +26,7 @@ from starlette.applications import Starlette
 
 from crm_mcp.sandbox.app import create_app
 from crm_mcp.sandbox.faults import FaultPlan, quiet_dropped_connections
-from crm_mcp.sandbox.store import Store
+from crm_mcp.sandbox.store import DEFAULT_MAX_CONSUMERS, Store
 
 __all__ = ["SandboxServer", "default_db_path", "run_sandbox"]
 
@@ -52,6 +53,9 @@ class SandboxServer:
 
     `base_url` (e.g. "http://127.0.0.1:53121"), `app`, `faults` and `store` are available once
     started. `db=None` means the default database file; tests pass ":memory:" or a tmp file.
+    `now` pins the time the seed's dates are relative to (None: the clock when each consumer is
+    seeded; tests pin it, e.g. to `seed.BASE_TIME`); `max_consumers` caps the seeded consumers
+    (None: no cap).
     """
 
     def __init__(
@@ -62,10 +66,14 @@ class SandboxServer:
         seed: bool = True,
         host: str = "127.0.0.1",
         port: int = 0,
+        now: datetime | None = None,
+        max_consumers: int | None = DEFAULT_MAX_CONSUMERS,
     ) -> None:
         self.db = _resolve_db(db)
         self.api_key = api_key
         self.seed = seed
+        self.now = now
+        self.max_consumers = max_consumers
         self.host = host
         self.port = port
         self.faults = FaultPlan()
@@ -91,7 +99,7 @@ class SandboxServer:
         if self._server is not None:
             return self
         quiet_dropped_connections()
-        self.store = Store(self.db, seed=self.seed)
+        self.store = Store(self.db, seed=self.seed, now=self.now, max_consumers=self.max_consumers)
         self.app = create_app(api_key=self.api_key, faults=self.faults, store=self.store)
         # proto=IPPROTO_TCP matters: asyncio only sets TCP_NODELAY on sockets that say they are TCP
         # (without it every response waits ~40 ms for a delayed ACK)
@@ -143,8 +151,21 @@ class SandboxServer:
         await to_thread.run_sync(self.stop)
 
 
-def run_sandbox(host: str = "127.0.0.1", port: int = 4010, db: str | Path | None = None) -> int:
-    """Serve the sandbox until interrupted (`crm-mcp sandbox`)."""
+def run_sandbox(
+    host: str = "127.0.0.1", port: int = 4010, db: str | Path | None = None, *, allow_remote: bool = False
+) -> int:
+    """Serve the sandbox until interrupted (`crm-mcp sandbox`). It accepts any API key, so it
+    binds a non-loopback address only when `allow_remote` says so (exit code 2 otherwise)."""
+    from crm_mcp.http import is_loopback
+
+    if not (is_loopback(host) or allow_remote):
+        print(
+            f"crm-mcp sandbox: refusing to serve on {host}, which is not a loopback address: the sandbox accepts "
+            "any API key, so anyone who can reach it can read and change its data. Use --host 127.0.0.1, or "
+            "add --allow-remote to serve it on this address anyway.",
+            file=sys.stderr,
+        )
+        return 2
     path = _resolve_db(db)
     quiet_dropped_connections()
     store = Store(path)

@@ -4,7 +4,10 @@
 custom object schema of a custom object ('' otherwise), `seq` the insertion order, and one
 `k_<field>` column per sortable field holds that record's sort key (see `query.sort_keys`), so
 that keyset pages are index range scans. A consumer's seed copy is written the first time the
-consumer is seen (`consumers` remembers who has been seeded).
+consumer is seen (`consumers` remembers who has been seeded), dated relative to that moment (or
+to the pinned `now`); at most `max_consumers` consumers get one (about 1.3 MB each), a further
+consumer is refused with a 402 in the contract's error shape. A new database file is created
+readable and writable by its owner only.
 
 One connection guarded by a lock; every write commits before it returns, so an acknowledged
 write survives a restart.
@@ -13,26 +16,41 @@ write survives a restart.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from crm_mcp.sandbox.errors import RATE_LIMIT, ApiError
 from crm_mcp.sandbox.query import DEFAULT_ORDER, Predicate, Sort, sort_columns, sort_keys
 
-__all__ = ["Row", "Store"]
+__all__ = ["DEFAULT_MAX_CONSUMERS", "Row", "Store"]
 
 Record = dict[str, Any]
 Row = tuple[Any, str, Record]  # (sort key, id, record)
-SeedFactory = Callable[[], dict[str, list[Record]]]
+DEFAULT_MAX_CONSUMERS = 25  # seeded copies per database: about 33 MB
 
 
-def _default_seed() -> dict[str, list[Record]]:
-    from crm_mcp.sandbox.seed import build_seed
+def _create_private(path: Path) -> None:
+    """Create the database file (and its directory) for the owner only, before SQLite opens it;
+    SQLite gives its -wal and -shm files the database file's permissions."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
-    return build_seed()
+
+def consumer_limit_error(limit: int) -> ApiError:
+    return ApiError(
+        402,
+        RATE_LIMIT,
+        f"Consumer limit reached: this sandbox gives at most {limit} consumers their own copy of the demo CRM; "
+        "use the x-apideck-consumer-id of an existing consumer",
+        f"You have reached your limit of {limit} consumers",
+    )
 
 
 def _column(field: str) -> str:
@@ -46,12 +64,24 @@ def _column(field: str) -> str:
 class Store:
     """The sandbox's records. Thread-safe; every method is a short blocking call."""
 
-    def __init__(self, path: str | Path = ":memory:", *, seed: bool | SeedFactory = True) -> None:
+    def __init__(
+        self,
+        path: str | Path = ":memory:",
+        *,
+        seed: bool = True,
+        now: datetime | None = None,
+        max_consumers: int | None = DEFAULT_MAX_CONSUMERS,
+    ) -> None:
+        """`seed`: give each new consumer the demo CRM (False: start empty). `now`: the time the
+        seed's dates are relative to (None: the clock when a consumer is seeded). `max_consumers`:
+        how many consumers get a seeded copy (None: no limit)."""
         self.path = str(path)
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._seed_factory: SeedFactory | None = _default_seed if seed is True else (seed or None)
-        self._seed_cache: dict[str, list[Record]] | None = None
+            _create_private(Path(self.path))
+        self.seeds = seed
+        self.now = now
+        self.max_consumers = max_consumers
+        self._seed_cache: tuple[timedelta, dict[str, list[Record]]] | None = None
         self._lock = threading.RLock()
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self._known: set[str] = set()
@@ -112,16 +142,21 @@ class Store:
     # ------------------------------------------------------------------ consumers and seed
 
     def _seed(self) -> dict[str, list[Record]]:
-        if self._seed_cache is None:
-            self._seed_cache = self._seed_factory() if self._seed_factory else {}
-        return self._seed_cache
+        from crm_mcp.sandbox.seed import build_seed, seed_shift
+
+        now = self.now or datetime.now(UTC)
+        shift = seed_shift(now)
+        if self._seed_cache is None or self._seed_cache[0] != shift:
+            self._seed_cache = (shift, build_seed(now))
+        return self._seed_cache[1]
 
     def knows(self, consumer: str) -> bool:
         """True once `consumer` has its records (then `ensure_consumer` is a no-op)."""
         return consumer in self._known
 
     def ensure_consumer(self, consumer: str) -> None:
-        """Give `consumer` its own copy of the seed data the first time it is seen."""
+        """Give `consumer` its own copy of the seed data the first time it is seen (an ApiError
+        402 when `max_consumers` consumers already have one)."""
         if consumer in self._known:
             return
         with self._lock:
@@ -129,7 +164,11 @@ class Store:
                 return
             seen = self._conn.execute("SELECT 1 FROM consumers WHERE consumer = ?", (consumer,)).fetchone()
             if seen is None:
-                seed = self._seed() if self._seed_factory else {}
+                if self.seeds and self.max_consumers is not None:
+                    (seeded,) = self._conn.execute("SELECT COUNT(*) FROM consumers WHERE seeded = 1").fetchone()
+                    if seeded >= self.max_consumers:
+                        raise consumer_limit_error(self.max_consumers)
+                seed = self._seed() if self.seeds else {}
                 try:
                     with self._transaction():
                         self._conn.execute(

@@ -5,8 +5,11 @@ types); the contract's request schema, checked with an OpenAPI 3.0 validator, ad
 models do not carry (nullability, `minLength`, `format: date`/`date-time`), so whatever the
 sandbox stores also validates when it is read back.
 
-On update (PATCH) the body is merged into the stored record, so a required field that the body
-leaves out is not an error.
+The generated models forbid unknown fields everywhere; the contract does not (a `User` body,
+for example, may carry other properties). An unknown field where the contract allows one is
+accepted, and not stored at the top level. An update (PATCH) body is held to the same schema as a
+create body: the contract requires its required fields in it too (the MCP server fills them from
+the stored record).
 """
 
 from __future__ import annotations
@@ -23,11 +26,9 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
 from crm_mcp.operations import Operation, model, resource, spec_path
-from crm_mcp.sandbox.errors import bad_request
+from crm_mcp.sandbox.errors import bad_request, invalid
 
 __all__ = ["load_spec", "validate_body"]
-
-MAX_REPORTED = 5
 
 
 @cache
@@ -93,7 +94,38 @@ def parse_json_object(raw: bytes, op: Operation) -> dict[str, Any]:
     return body
 
 
-def _model_errors(op: Operation, body: dict[str, Any], partial: bool) -> list[dict[str, str]]:
+def _resolve(node: Any) -> Any:
+    while isinstance(node, dict) and "$ref" in node:
+        node = load_spec()["components"]["schemas"][node["$ref"].rsplit("/", 1)[-1]]
+    return node
+
+
+def _alternatives(node: Any) -> list[dict[str, Any]]:
+    node = _resolve(node)
+    if not isinstance(node, dict):
+        return []
+    out = [node]
+    for key in ("anyOf", "oneOf", "allOf"):
+        for sub in node.get(key, []):
+            out += _alternatives(sub)
+    return out
+
+
+@cache
+def _allows_unknown(path: str, method: str, parent: tuple[str, ...], key: str) -> bool:
+    """Whether the contract lets the request body of (path, method) carry the undeclared
+    property `key` in the object at `parent` (list indexes written as "[]")."""
+    body = load_spec()["paths"][path][method.lower()]["requestBody"]["content"]["application/json"]["schema"]
+    nodes = _alternatives(body)
+    for part in parent:
+        step = [n.get("items") if part == "[]" else (n.get("properties") or {}).get(part) for n in nodes]
+        nodes = [alt for node in step if node is not None for alt in _alternatives(node)]
+    objects = [n for n in nodes if n.get("type") == "object" or "properties" in n]
+    declared = any(key in (n.get("properties") or {}) for n in objects)
+    return bool(objects) and not declared and all(n.get("additionalProperties") is not False for n in objects)
+
+
+def _model_errors(op: Operation, body: dict[str, Any]) -> list[dict[str, str]]:
     assert op.body_model is not None
     try:
         model(op.body_model).model_validate(body)
@@ -105,9 +137,11 @@ def _model_errors(op: Operation, body: dict[str, Any], partial: bool) -> list[di
     out: list[dict[str, str]] = []
     for err in errors:
         field = _loc(err["loc"])
-        if err["type"] == "missing":
-            if partial and len(err["loc"]) == 1:
+        if err["type"] == "extra_forbidden":
+            parent = tuple("[]" if isinstance(p, int) else str(p) for p in err["loc"][:-1])
+            if _allows_unknown(op.path, op.method, parent, str(err["loc"][-1])):
                 continue
+        if err["type"] == "missing":
             out.append({"field": field, "rule": "required", "message": f"'{field}' is required"})
         elif err["type"] == "extra_forbidden" and len(err["loc"]) == 1 and field in read_only:
             out.append(
@@ -127,22 +161,18 @@ def _model_errors(op: Operation, body: dict[str, Any], partial: bool) -> list[di
     return out
 
 
-def _schema_errors(op: Operation, body: dict[str, Any], partial: bool) -> list[dict[str, str]]:
+def _schema_errors(op: Operation, body: dict[str, Any]) -> list[dict[str, str]]:
     out: list[dict[str, str]] = []
     for err in _schema_validator(op.path, op.method).iter_errors(body):
-        if partial and err.validator == "required" and not err.path:
-            continue
         field = _loc(err.path) or "(body)"
         out.append({"field": field, "rule": str(err.validator), "message": f"'{field}': {err.message}"})
     return out
 
 
-def validate_body(op: Operation, raw: bytes, *, partial: bool) -> dict[str, Any]:
+def validate_body(op: Operation, raw: bytes) -> dict[str, Any]:
     """The JSON object in `raw`, valid for `op`'s body, or a 400 naming every bad field."""
     body = parse_json_object(raw, op)
-    errors = _model_errors(op, body, partial) or _schema_errors(op, body, partial)
+    errors = _model_errors(op, body) or _schema_errors(op, body)
     if errors:
-        shown = "; ".join(e["message"] for e in errors[:MAX_REPORTED])
-        more = f" (and {len(errors) - MAX_REPORTED} more)" if len(errors) > MAX_REPORTED else ""
-        raise bad_request(f"Invalid request body: {shown}{more}", detail={"errors": errors})
+        raise invalid("request body", errors)
     return body

@@ -278,6 +278,37 @@ def test_bad_cursors(sandbox_client: httpx2.Client) -> None:
         assert message in response.json()["message"], name
 
 
+def _raw_cursor(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode("utf-8", "surrogatepass")).decode().rstrip("=")
+
+
+FORGED_CURSORS = {
+    "key past SQLite's integers": _raw_cursor('{"s":"contacts","o":"seq:asc","k":1e999999,"i":"a","b":0}'),
+    "huge integer key": _raw_cursor('{"s":"contacts","o":"seq:asc","k":99999999999999999999999,"i":"a","b":0}'),
+    "NaN key": _raw_cursor('{"s":"contacts","o":"seq:asc","k":NaN,"i":"a","b":0}'),
+    "lone surrogate id": _raw_cursor('{"s":"contacts","o":"seq:asc","k":1,"i":"\\ud800","b":0}'),
+    "lone surrogate key": _raw_cursor('{"s":"contacts","o":"name:asc","k":"\\udfff","i":"a","b":0}'),
+    "text key for a numeric order": _raw_cursor('{"s":"contacts","o":"seq:asc","k":"x","i":"a","b":0}'),
+    "number key for a text order": _raw_cursor('{"s":"contacts","o":"name:asc","k":5,"i":"a","b":0}'),
+    "direction not 0 or 1": _raw_cursor('{"s":"contacts","o":"seq:asc","k":1,"i":"a","b":"back"}'),
+    "a list for the scope": _raw_cursor('{"s":["contacts"],"o":"seq:asc","k":1,"i":"a","b":0}'),
+    "not an object": _raw_cursor("[1, 2, 3]"),
+    "nested too deep": _raw_cursor("[" * 5000 + "]" * 5000),
+    "not UTF-8": base64.urlsafe_b64encode(b"\xff\xfe\x00").decode(),
+    "very long": "A" * 5000,
+}
+
+
+@pytest.mark.parametrize("cursor", FORGED_CURSORS.values(), ids=FORGED_CURSORS.keys())
+def test_a_forged_cursor_is_a_400_never_a_500(sandbox_client: httpx2.Client, cursor: str) -> None:
+    sort = {"sort[by]": "name"} if "name:asc" in base64.urlsafe_b64decode(cursor + "===").decode("latin-1") else {}
+    response = sandbox_client.get("/crm/contacts", params={"cursor": cursor, **sort})
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert body["type_name"] == "InvalidCursorError" and body["message"].startswith("Invalid cursor")
+    assert len(body["message"]) < 250  # a long cursor is not echoed whole
+
+
 @pytest.mark.parametrize(
     ("params", "status", "type_name", "message"),
     [

@@ -60,7 +60,8 @@ def test_operation(sandbox_client: httpx2.Client, op: Operation) -> None:
         assert body["data"]["created_at"] == body["data"]["updated_at"]
     elif op.action == "update":
         field = text_field(op.resource)
-        body = check_envelope(sandbox_client.patch(url, json={field: "changed by the test"}), op)
+        patch = {**minimal_body(op.resource), field: "changed by the test"}
+        body = check_envelope(sandbox_client.patch(url, json=patch), op)
         assert body["data"] == {"id": record_id}
         after = sandbox_client.get(path_for(op_for(op.resource, "get"), id=record_id, **scope)).json()["data"]
         assert after[field] == "changed by the test"
@@ -77,7 +78,7 @@ def test_operation(sandbox_client: httpx2.Client, op: Operation) -> None:
 def test_unknown_id_is_404(sandbox_client: httpx2.Client, resource_name: str, action: str) -> None:
     op = op_for(resource_name, action)
     url = path_for(op, id="no_such_id", **scope_params(op))
-    body = {text_field(resource_name): "x"} if action == "update" else None
+    body = {**minimal_body(resource_name), text_field(resource_name): "x"} if action == "update" else None
     response = sandbox_client.request(op.method, url, json=body)
     assert response.status_code == 404
     body = response.json()
@@ -99,7 +100,12 @@ def test_unknown_endpoint_and_method(sandbox_client: httpx2.Client) -> None:
 def test_custom_object_schema_create_answers_the_schema(sandbox_client: httpx2.Client) -> None:
     response = sandbox_client.post(
         "/crm/custom-object-schemas",
-        json={"name": "ticket", "fields": [{"id": "f1", "name": "severity", "type": "select", "required": True}]},
+        json={
+            "name": "ticket",
+            "fields": [
+                {"id": "f1", "name": "severity", "type": "select", "required": True, "options": [{"value": "high"}]}
+            ],
+        },
     )
     assert response.status_code == 201
     data = response.json()["data"]

@@ -32,7 +32,8 @@ def test_acknowledged_writes_survive_a_restart(tmp_path: Path) -> None:
         created = client.post("/crm/contacts", json={"first_name": "Persisted", "emails": [{"email": "p@x.example"}]})
         assert created.status_code == 201
         new_id = created.json()["data"]["id"]
-        assert client.patch("/crm/companies/com_001", json={"description": "changed"}).status_code == 200
+        patch = {"name": "Acme Corporation", "description": "changed"}
+        assert client.patch("/crm/companies/com_001", json=patch).status_code == 200
         assert client.delete("/crm/contacts/con_0005").status_code == 200
         schema = client.post("/crm/custom-object-schemas", json={"name": "ticket"}).json()["data"]["id"]
         obj = client.post(f"/crm/custom-objects/{schema}", json={"name": "T-1"}).json()["data"]["id"]

@@ -64,9 +64,12 @@ def test_patch_merges_top_level_fields(sandbox_client: httpx2.Client) -> None:
     unchanged = {k: v for k, v in before.items() if k not in ("title", "tags", "updated_at")}
     assert {k: after[k] for k in unchanged} == unchanged
     assert after["created_at"] == before["created_at"] and after["updated_at"] > before["updated_at"]
-    # a required field can be left out of a PATCH (the stored value stays)
-    assert sandbox_client.patch("/crm/opportunities/opp_001", json={"description": "x"}).status_code == 200
-    assert get(sandbox_client, "opportunities", "opp_001")["title"]
+    # the contract requires an opportunity's title in an update body too
+    response = sandbox_client.patch("/crm/opportunities/opp_001", json={"description": "x"})
+    assert response.status_code == 400 and response.json()["detail"]["errors"] == [
+        {"field": "title", "rule": "required", "message": "'title' is required"}
+    ]
+    assert get(sandbox_client, "opportunities", "opp_001")["description"] != "x"
     # null clears a nullable field
     assert sandbox_client.patch("/crm/contacts/con_0001", json={"title": None}).status_code == 200
     assert get(sandbox_client, "contacts", "con_0001")["title"] is None
@@ -139,10 +142,11 @@ def test_custom_objects(sandbox_client: httpx2.Client) -> None:
     base = f"/crm/custom-objects/{CUSTOM_SCHEMA}"
     seeded = sandbox_client.get(base).json()["data"]
     assert seeded and all("object_id" not in r for r in seeded)
-    new_id = create(sandbox_client, "custom_objects", {"name": "Rollout", "fields": [{"name": "status", "value": "x"}]})
+    new_id = create(sandbox_client, "custom_objects", {"name": "Rollout", **minimal_body("custom_objects")})
     record = sandbox_client.get(f"{base}/{new_id}").json()["data"]
     assert record["name"] == "Rollout" and record["owner_id"] == "usr_01"
-    assert sandbox_client.patch(f"{base}/{new_id}", json={"name": "Rollout 2"}).status_code == 200
+    patch = {"name": "Rollout 2", **minimal_body("custom_objects")}
+    assert sandbox_client.patch(f"{base}/{new_id}", json=patch).status_code == 200
     assert sandbox_client.get(f"{base}/{new_id}").json()["data"]["name"] == "Rollout 2"
     assert sandbox_client.delete(f"{base}/{new_id}").status_code == 200
     assert sandbox_client.get(f"{base}/{new_id}").status_code == 404

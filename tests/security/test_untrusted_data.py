@@ -102,7 +102,8 @@ def _bodies(schema_id: str) -> list[tuple[str, str, str, dict[str, Any]]]:
             ("custom_object_schemas", "/crm/custom-object-schemas", "get_custom_object_schema",
              {"name": h(), "description": h(), "fields": [{"id": "f1", "name": h(), "type": "string"}]}),
             ("custom_objects", f"/crm/custom-objects/{schema_id}", "get_custom_object",
-             {"name": h(), "fields": [{"name": h(), "value": h()}, {"name": "status", "value": h()}]}),
+             {"name": h(), "fields": [{"name": "company_id", "value": h()}, {"name": "opportunity_id", "value": h()},
+                                      {"name": "status", "value": "planned"}]}),  # names and options: the schema's
         ]
     return bodies
 
