@@ -23,7 +23,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from crm_mcp.config import ALLOWED_HOSTS_ENV, HTTP_TOKEN_ENV, ConfigError, Settings
-from crm_mcp.http_limits import AnswerWithin, ReadBodyWithin, send_error, uvicorn_options
+from crm_mcp.http_limits import AnswerWithin, ReadBodyWithin, drain_body, send_error, uvicorn_options
 from crm_mcp.tenants import SERVER_AUTHENTICATED
 
 log = logging.getLogger("crm_mcp.http")
@@ -135,11 +135,13 @@ class HostOriginGuard:
         origin = headers.get("origin")
         if not (_matches(host, self.hosts) or (self.any_ip_host and _is_ip_address(host))):
             log.warning("refused a request for Host %r", host[:100])
+            await drain_body(receive)
             await send_error(send, 421, f"this server does not serve the Host {host[:100]!r}; to serve it, "
                              f"add it to {ALLOWED_HOSTS_ENV} (e.g. name:port)")
             return
         if origin and not _matches(origin, self.origins):
             log.warning("refused a request from Origin %r", origin[:100])
+            await drain_body(receive)
             await send_error(send, 403, f"this server does not accept requests from the Origin {origin[:100]!r}")
             return
         await self.app(scope, receive, send)

@@ -43,6 +43,27 @@ async def send_error(send: Send, status: int, message: str, *, headers: list[tup
     await send({"type": "http.response.body", "body": jsonrpc_error_body(code, message)})
 
 
+# A refusal sent while the client is still sending its body, followed by closing the connection,
+# makes the kernel reset it (unread data in the socket), and the reset can destroy the refusal
+# before the client reads it. So a refusal first reads and discards what is left of the body,
+# within these bounds ("lingering close"); past them, the client is abusive and may see a reset.
+DRAIN_BYTES = 16 * 1024 * 1024
+DRAIN_SECONDS = 2.0
+
+
+async def drain_body(receive: Receive) -> None:
+    """Read and discard the rest of a request's body, within DRAIN_BYTES and DRAIN_SECONDS."""
+    read = 0
+    with anyio.move_on_after(DRAIN_SECONDS):
+        while read <= DRAIN_BYTES:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            read += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
+
+
 class _HeadDeadlineProtocol(H11Protocol):
     """uvicorn's h11 protocol, closing a connection that has not sent a complete request head
     within `head_timeout` seconds of opening or of its previous answer (nothing at all, or a
@@ -118,6 +139,8 @@ class ReadBodyWithin:
                     return
                 body += message.get("body", b"")
                 if len(body) > self.max_bytes:
+                    if message.get("more_body", False):
+                        await drain_body(receive)
                     await send_error(send, 413, f"request body larger than {self.max_bytes} bytes")
                     return
                 if not message.get("more_body", False):
