@@ -9,7 +9,7 @@ from email.utils import format_datetime
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from crm_mcp import errors as E
@@ -110,6 +110,7 @@ class TestRedact:
         after=st.text(max_size=40),
     )
     def test_property_secret_never_survives(self, secret: str, before: str, after: str) -> None:
+        assume(secret.lower() not in REDACTED.lower())  # a "secret" spelled like the marker itself
         out = redact(before + secret + after, [secret])
         assert secret.lower() not in out.lower()
 
