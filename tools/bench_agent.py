@@ -336,8 +336,8 @@ async def ambiguous(agent: Agent, truth: Truth) -> Check:
 
 @task("move a deal", "Move the Acme Security Suite deal to the Negotiation stage.")
 async def move_deal(agent: Agent, truth: Truth) -> Check:
-    found = rows(await agent.call("list_opportunities", {"filter": {"title": "Security Suite", "company_id": "com_001"}},
-                                  words="list deals"))
+    wanted = {"filter": {"title": "Security Suite", "company_id": "com_001"}}
+    found = rows(await agent.call("list_opportunities", wanted, words="list deals"))
     deal = first((r["id"] for r in found), "deal")
     card = fields(await agent.call("get_opportunity", {"id": deal, "fields": ["pipeline_id"]}, words="get deal"))
     pipelines = rows(await agent.call("list_pipelines", {}, words="pipeline stages"))
