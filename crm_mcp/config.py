@@ -1,10 +1,14 @@
-"""Settings from the environment (and flags): which CRM to talk to, with which credentials.
+"""Settings: every environment variable and flag of ours, read once at the entry point.
 
-The variable names are those of Apideck's own MCP server, so users can switch. With no
+`settings_from_env(env, flags)` builds the one frozen `Settings` that the rest of the server is
+given; no other module of ours reads the environment. To add a setting: a field on `Settings`
+(with a default) and one line in `settings_from_env`.
+
+The APIDECK_* names are those of Apideck's own MCP server, so users can switch. With no
 `APIDECK_API_KEY` at all the server runs on the embedded sandbox CRM; a half-configured setup
-is a startup error rather than a silent fall-back to the sandbox.
+is a start-up error (`ConfigError`) rather than a silent fall-back to the sandbox.
 
-Plain `os.environ` reads rather than pydantic-settings: five variables do not need a settings
+Plain environment reads rather than pydantic-settings: a dozen variables do not need a settings
 framework, and start-up time is paid by every desktop client launch.
 """
 
@@ -13,11 +17,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 DEFAULT_BASE_URL = "https://unify.apideck.com"
 SANDBOX_API_KEY = "sandbox-key"  # the embedded sandbox accepts any key; this one is not a secret
 SANDBOX_APP_ID = "sandbox-app"
 SANDBOX_CONSUMER_ID = "demo"
+STATE_KEY_MIN = 32  # characters of CRM_MCP_REQUEST_STATE_KEY
 
 
 class ConfigError(ValueError):
@@ -32,6 +38,15 @@ class Settings:
     service_id: str | None = None
     base_url: str = DEFAULT_BASE_URL
     sandbox: bool = False  # True: start the embedded sandbox and talk to it
+    sandbox_db: str | None = None  # CRM_MCP_SANDBOX_DB: the embedded sandbox's database (None: user data dir)
+    request_state_key: str | None = field(default=None, repr=False)  # CRM_MCP_REQUEST_STATE_KEY, shared by replicas
+    http_token: str | None = field(default=None, repr=False)  # CRM_MCP_HTTP_TOKEN: bearer token of HTTP mode
+    allowed_hosts: tuple[str, ...] = ()  # CRM_MCP_ALLOWED_HOSTS: extra Host values HTTP mode accepts
+    allowed_origins: tuple[str, ...] = ()  # CRM_MCP_ALLOWED_ORIGINS
+    sdk_stdio: bool = False  # CRM_MCP_SDK_STDIO: the SDK's own stdio transport instead of ours
+    log_level: str = "info"  # --log-level
+    # Passed to ApideckClient as is: `retry` (a RetryPolicy; default in crm_mcp.client), timeouts.
+    client_options: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -46,13 +61,34 @@ class Settings:
         return f"Apideck at {self.base_url}, consumer {self.consumer_id}{service}"
 
 
-def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
-    """Read the APIDECK_* variables. Raises ConfigError for a half-configured setup."""
+def _names(text: str | None) -> tuple[str, ...]:
+    return tuple(v.strip() for v in (text or "").split(",") if v.strip())
+
+
+def settings_from_env(env: Mapping[str, str] | None = None, flags: Mapping[str, Any] | None = None) -> Settings:
+    """The settings from `env` (default: the process environment) and the command's `flags`
+    (e.g. {"log_level": "debug"}). Raises ConfigError for a setting that cannot be served."""
     env = os.environ if env is None else env
 
     def get(name: str) -> str | None:
         value = env.get(name, "").strip()
         return value or None
+
+    state_key = env.get("CRM_MCP_REQUEST_STATE_KEY") or None
+    if state_key is not None and len(state_key) < STATE_KEY_MIN:
+        raise ConfigError(
+            f"CRM_MCP_REQUEST_STATE_KEY must be at least {STATE_KEY_MIN} characters (it seals delete "
+            f"confirmations); it has {len(state_key)}. Use a long random value, or unset it."
+        )
+    common: dict[str, Any] = {
+        "sandbox_db": get("CRM_MCP_SANDBOX_DB"),
+        "request_state_key": state_key,
+        "http_token": env.get("CRM_MCP_HTTP_TOKEN") or None,
+        "allowed_hosts": _names(env.get("CRM_MCP_ALLOWED_HOSTS")),
+        "allowed_origins": _names(env.get("CRM_MCP_ALLOWED_ORIGINS")),
+        "sdk_stdio": bool(env.get("CRM_MCP_SDK_STDIO")),
+        **{k: v for k, v in (flags or {}).items() if v is not None},
+    }
 
     api_key = get("APIDECK_API_KEY")
     app_id = get("APIDECK_APP_ID")
@@ -74,6 +110,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
             service_id=service_id,
             base_url="",  # filled in when the embedded sandbox starts
             sandbox=True,
+            **common,
         )
     missing = [n for n, v in (("APIDECK_APP_ID", app_id), ("APIDECK_CONSUMER_ID", consumer_id)) if not v]
     if missing:
@@ -91,4 +128,5 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         consumer_id=consumer_id,
         service_id=service_id,
         base_url=(base_url or DEFAULT_BASE_URL).rstrip("/"),
+        **common,
     )

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
-import os
 from typing import Any
 
 from mcp.server.transport_security import TransportSecuritySettings
@@ -25,8 +24,6 @@ log = logging.getLogger("crm_mcp.http")
 
 MAX_BODY_BYTES = 1024 * 1024
 TOKEN_ENV = "CRM_MCP_HTTP_TOKEN"
-ALLOWED_HOSTS_ENV = "CRM_MCP_ALLOWED_HOSTS"  # comma-separated extra Host values, e.g. crm.example.com:443
-ALLOWED_ORIGINS_ENV = "CRM_MCP_ALLOWED_ORIGINS"
 
 
 def is_loopback(host: str) -> bool:
@@ -69,13 +66,9 @@ class BearerTokenGuard:
         await self.app({**scope, SERVER_AUTHENTICATED: True}, receive, send)
 
 
-def _split(env_name: str) -> list[str]:
-    return [v.strip() for v in os.environ.get(env_name, "").split(",") if v.strip()]
-
-
-def security_settings(host: str, port: int) -> TransportSecuritySettings:
-    hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", *_split(ALLOWED_HOSTS_ENV)]
-    origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*", *_split(ALLOWED_ORIGINS_ENV)]
+def security_settings(settings: Settings, host: str, port: int) -> TransportSecuritySettings:
+    hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", *settings.allowed_hosts]
+    origins = ["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*", *settings.allowed_origins]
     if not is_loopback(host) and host not in ("0.0.0.0", "::"):
         hosts.append(f"{host}:{port}")
     return TransportSecuritySettings(
@@ -94,7 +87,7 @@ def build_http_app(server: Any, settings: Settings, *, host: str, port: int, tok
         stateless_http=True,
         json_response=True,
         max_request_body_size=MAX_BODY_BYTES,
-        transport_security=security_settings(host, port),
+        transport_security=security_settings(settings, host, port),
         host=host,
     )
     if token:
@@ -107,7 +100,7 @@ def run_http(server: Any, settings: Settings, *, host: str, port: int) -> int:
 
     import uvicorn
 
-    token = os.environ.get(TOKEN_ENV) or None
+    token = settings.http_token
     try:
         app = build_http_app(server, settings, host=host, port=port, token=token)
     except ConfigError as exc:

@@ -23,7 +23,7 @@ from crm_mcp.operations import Operation, operation
 from crm_mcp.render import FRAME
 from crm_mcp.server import build_server
 from crm_mcp.tool_args import args_model
-from crm_mcp.tools import ToolDef, operation_tools
+from crm_mcp.tools import Tool, operation_tools
 
 # What a result must never show: a traceback, a source location, the validation library, our paths.
 INTERNAL_MARKERS = (
@@ -101,7 +101,7 @@ def assert_serving(session: BlockingSession) -> None:
 # ----------------------------------------------------------------------------- tool schemas
 
 
-def tools() -> tuple[ToolDef, ...]:
+def tools() -> tuple[Tool, ...]:
     return operation_tools()
 
 
@@ -332,5 +332,5 @@ def settings_for(base_url: str, consumer: str, api_key: str = "test-secret-key")
     return Settings(api_key=api_key, app_id="test-app", consumer_id=consumer, base_url=base_url)
 
 
-def operation_of(tool: ToolDef) -> Operation:
+def operation_of(tool: Tool) -> Operation:
     return tool.operation or operation(tool.name)

@@ -17,8 +17,7 @@ from crm_mcp.cli import build_parser, selection_from_args
 from crm_mcp.selection import Selection, SelectionError, select_tools
 from crm_mcp.server import build_server
 from crm_mcp.tokens import compact_json, count_tokens, json_tokens
-from crm_mcp.tools import operation_tools
-from crm_mcp.workflows import workflow_tools
+from crm_mcp.tools import operation_tools, workflow_tools
 
 pytestmark = pytest.mark.anyio
 

@@ -8,9 +8,9 @@
    HTTP request made directly with `ApideckClient.call` (same credentials and consumer) from this
    process. The overhead is median(a) - median(b); the median of the paired differences a - b is
    shown too. Target: overhead median <= 2 ms. A breakdown table adds, interleaved with (a) and
-   (b): (c) the tool run in this process with `CrmRuntime.call_operation` (validation + HTTP +
+   (b): (c) the tool run in this process with the pipeline (`crm_mcp.runtime.call_tool`) (validation + HTTP +
    rendering, no MCP), (d) the same server built in this process behind an MCP client on the SDK's
-   memory streams (MCP without stdio), and (e) the call_operation time the stdio server itself logs;
+   memory streams (MCP without stdio), and (e) the pipeline time the stdio server itself logs;
    and the round trip of a tools/call that fails argument validation (stdio + SDK floor, no HTTP).
 2. Start-up. Spawn `python -m crm_mcp` (stdio, embedded sandbox, CRM_MCP_SANDBOX_DB=:memory:),
    speak raw JSON-RPC over its pipes (initialize, notifications/initialized, tools/list) and time
@@ -51,9 +51,10 @@ from mcp.client.stdio import StdioServerParameters, stdio_client  # noqa: E402
 from crm_mcp.client import ApideckClient  # noqa: E402
 from crm_mcp.config import Settings  # noqa: E402
 from crm_mcp.operations import operation  # noqa: E402
-from crm_mcp.runtime import CrmRuntime  # noqa: E402
+from crm_mcp.runtime import CrmRuntime, Run, call_tool  # noqa: E402
 from crm_mcp.sandbox.server import SandboxServer  # noqa: E402
 from crm_mcp.server import build_server  # noqa: E402
+from crm_mcp.tools import by_name  # noqa: E402
 
 PROTOCOL_VERSION = "2025-11-25"
 OVERHEAD_TARGET_MS = 2.0
@@ -146,10 +147,10 @@ async def bench_calls(sandbox: SandboxServer, calls: int, warmup: int, mode: str
         "APIDECK_BASE_URL": sandbox.base_url,
     }
     # default log level (info): the server logs one line per call, as in real use, with the time its
-    # CrmRuntime.call_operation took ("tool=get_contact status=200 ms=1.2"); read back below
+    # the pipeline (`crm_mcp.runtime.call_tool`) took ("tool=get_contact status=200 ms=1.2"); read back below
     params = StdioServerParameters(command=sys.executable, args=["-m", "crm_mcp"], env=env, cwd=str(ROOT))
     direct = ApideckClient(api_key=API_KEY, app_id=APP_ID, consumer_id=CONSUMER_ID, base_url=sandbox.base_url)
-    # the tool code without MCP: CrmRuntime.call_operation (validate, HTTP, render) in this process
+    # the tool code without MCP: the pipeline (`crm_mcp.runtime.call_tool`) (validate, HTTP, render) in this process
     settings = Settings(api_key=API_KEY, app_id=APP_ID, consumer_id=CONSUMER_ID, base_url=sandbox.base_url)
     runtime = CrmRuntime(settings)
     results: list[dict[str, Any]] = []
@@ -190,7 +191,7 @@ async def bench_calls(sandbox: SandboxServer, calls: int, warmup: int, mode: str
 
                 async def via_runtime(tool: str, args: dict[str, Any], expect: str) -> float:
                     t0 = time.perf_counter()
-                    result = await runtime.call_operation(tool, args)
+                    result = await call_tool(by_name()[tool], args, Run(runtime))
                     elapsed = time.perf_counter() - t0
                     if result.is_error or expect not in result.text:
                         raise SystemExit(f"{tool} {args} failed in-process: {result.text[:300]}")
@@ -232,7 +233,7 @@ async def bench_calls(sandbox: SandboxServer, calls: int, warmup: int, mode: str
                 await runtime.aclose()
         server_log.seek(0)
         logged = server_log.read()
-    # the server's own call_operation times, in call order (warm-up calls included)
+    # the server's own pipeline times, in call order (warm-up calls included)
     times = [float(m) for m in re.findall(r"tool=\w+ status=200 ms=([0-9.]+)", logged)]
     cases = [r for r in results if "mcp" in r]
     if len(times) == len(cases) * (warmup + calls):
@@ -302,10 +303,10 @@ def report_calls(results: list[dict[str, Any]], calls: int, warmup: int) -> bool
     )
     print()
     print(
-        "Breakdown (medians, ms). (b) direct HTTP; (c) `CrmRuntime.call_operation` in this process = "
+        "Breakdown (medians, ms). (b) direct HTTP; (c) the pipeline (`crm_mcp.runtime.call_tool`) in this process = "
         "validation + HTTP + rendering, no MCP; (d) the same server in this process through an MCP "
         "client over the SDK's memory streams = (c) + SDK session (both ends), no stdio; (a) over stdio; "
-        "(e) the time the stdio server's own log gives for call_operation (0.1 ms resolution).\n"
+        "(e) the time the stdio server's own log gives for the pipeline (0.1 ms resolution).\n"
     )
     brows = []
     for r in results:
@@ -321,11 +322,11 @@ def report_calls(results: list[dict[str, Any]], calls: int, warmup: int) -> bool
                 "(c) runtime",
                 "(d) MCP in-process",
                 "(a) MCP stdio",
-                "(e) call_operation inside the stdio server (its log)",
+                "(e) the pipeline inside the stdio server (its log)",
                 "tool code: validate + render (c - b)",
                 "SDK session, both ends (d - c)",
                 "stdio pipes + 2nd process (a - d)",
-                "all outside call_operation, over stdio (a - e)",
+                "all outside the pipeline, over stdio (a - e)",
             ],
             brows,
         )

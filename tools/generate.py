@@ -477,15 +477,16 @@ def _read(path: Path) -> str | None:
 
 
 def generate_tools_json() -> str:
-    """The precomputed tool list, computed by the package itself from the generated models.
+    """The published input schemas of every tool (operation and workflow), computed by the package
+    itself from the registry's declarations and the generated models.
 
     Runs in a subprocess so that it sees the models just written (or, with --check, the ones
     on disk, which are then known to be current)."""
     import subprocess
 
     code = (
-        "from crm_mcp.tools import build_operation_tools, tools_json; "
-        "print(tools_json(build_operation_tools()), end='')"
+        "from crm_mcp.tools import declarations, tools_json; "
+        "print(tools_json(declarations()), end='')"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,

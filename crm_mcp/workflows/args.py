@@ -52,10 +52,3 @@ class LogInteractionArgs(_Args):
         if not (self.contact or self.company_id or self.opportunity_id):
             raise ValueError("give contact, company_id or opportunity_id: what the interaction was with")
         return self
-
-
-ARGS: dict[str, type[_Args]] = {
-    "search_crm": SearchArgs,
-    "get_account_overview": OverviewArgs,
-    "log_interaction": LogInteractionArgs,
-}
