@@ -19,6 +19,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_support import sandbox_settings, serve_in_thread, text_of
 
 from crm_mcp.cli import build_parser
+from crm_mcp.client import RetryPolicy
 from crm_mcp.config import Settings
 from crm_mcp.confirm import INPUT_KEY, REQUESTED_SCHEMA
 from crm_mcp.operations import OPERATIONS
@@ -172,9 +173,9 @@ async def test_a_failed_lookup_never_deletes_without_asking(
     """The lookup fails (404, or the API answers 500): a client that cannot ask gets the delete
     refused; nothing is deleted either way."""
     deletes = sandbox_server.faults.count(method="DELETE", path="/crm/contacts/*")
-    async with _client(settings, mode, None) as client:
+    async with _client(settings, mode, None, client_options={"retry": RetryPolicy.never()}) as client:
         missing = await client.call_tool("delete_contact", {"id": "con_9999"})
-        sandbox_server.faults.fail(500, times=4, methods={"GET"}, path="/crm/contacts/con_0001")
+        sandbox_server.faults.fail(500, times=1, methods={"GET"}, path="/crm/contacts/con_0001")
         try:
             failed = await client.call_tool("delete_contact", {"id": "con_0001"})
         finally:

@@ -223,6 +223,7 @@ def test_cli_refuses_a_bad_selection_before_serving(
     assert needle in err and "crm-mcp:" in err
 
 
+@pytest.mark.slow
 async def test_stdio_read_only_subprocess() -> None:
     import os
 

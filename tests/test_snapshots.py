@@ -82,10 +82,16 @@ def check(name: str, value: Any) -> None:
 NEW_ID = re.compile(r"([a-z]{3})_[0-9a-f]{16}\b")  # ids the sandbox gives created records, random
 
 
+CURSOR = re.compile(r'cursor=("[^"]+"|[^\s.,]+)')  # the sandbox's cursors name rows of its shared database
+
+
 def result_of(result: Any) -> dict[str, Any]:
+    structured = result.structured_content
+    if structured and "next_cursor" in structured:
+        structured = {**structured, "next_cursor": "<cursor>"}
     value = {
-        "text": "\n".join(getattr(c, "text", "") for c in result.content),
-        "structured": result.structured_content,
+        "text": CURSOR.sub("cursor=<cursor>", "\n".join(getattr(c, "text", "") for c in result.content)),
+        "structured": structured,
         "is_error": bool(result.is_error),
     }
     text = NEW_ID.sub(r"\1_<new>", json.dumps(value))
