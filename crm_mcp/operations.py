@@ -1,7 +1,8 @@
 """Lookups over the generated operation table.
 
 The table itself (`crm_mcp.generated.operations`) names models by string so that it is cheap
-to import; `model()` resolves a name to its pydantic class, importing the models on first use.
+to import; `model()` resolves a name to its pydantic class, importing and building only that
+class's module and what it uses, on first use.
 """
 
 from __future__ import annotations
@@ -47,12 +48,14 @@ def resource(name: str) -> Resource:
 
 @cache
 def model(name: str) -> type[BaseModel]:
-    """The generated pydantic class called `name` (e.g. "ContactInput")."""
+    """The generated pydantic class called `name` (e.g. "ContactInput"), complete: its module is
+    imported and the class built on first use (the generated classes defer both)."""
     from crm_mcp.generated import models
 
     cls = getattr(models, name)
     if not (isinstance(cls, type) and issubclass(cls, BaseModel)):
         raise KeyError(name)
+    cls.model_rebuild()  # resolves its forward references (defined later in its module, or imported)
     return cls
 
 

@@ -35,8 +35,8 @@ def test_generator_detects_a_changed_spec(tmp_path: Path) -> None:
     spec = generate.load_spec()
     spec["components"]["schemas"]["Note"]["properties"]["mood"] = {"type": "string"}
     files = generate.generate(spec)
-    assert "mood" in files["models.py"]
-    assert files["models.py"] != (ROOT / "crm_mcp" / "generated" / "models.py").read_text()
+    assert "mood" in files["models_notes.py"]
+    assert files["models_notes.py"] != (ROOT / "crm_mcp" / "generated" / "models_notes.py").read_text()
 
 
 def test_all_fifty_operations_with_tool_names() -> None:

@@ -96,15 +96,16 @@ async def test_secrets_echoed_in_successful_answers_and_resources_are_redacted(s
         created = await client.call_tool("create_contact", {"first_name": "Leaky", "last_name": key})
         assert not created.is_error, text_of(created)
         await client.call_tool("create_pipeline", {"name": f"Pipe {key}", "stages": [{"name": key}]})
+        contact_id = (created.structured_content or {})["id"]
         answers = [
-            await client.call_tool("list_contacts", {"filter": {"first_name": "Leaky"}}),
+            await client.call_tool("list_contacts", {"filter": {"first_name": "Leaky"},
+                                                     "fields": ["id", "first_name", "last_name"]}),
             await client.call_tool("search_crm", {"query": "Leaky"}),
-            await client.call_tool("list_contacts", {"filter": {"first_name": "Leaky"}, "fields": [
-                "id", "last_name"]}),
+            await client.call_tool("get_contact", {"id": contact_id, "fields": ["*"]}),
         ]
         pipelines = await client.read_resource("crm://pipelines")
     texts = [text_of(a) + repr(a.structured_content) for a in answers] + [pipelines.contents[0].text]
-    assert "Leaky" in texts[0] and "[REDACTED]" in texts[0]
+    assert "Leaky | [REDACTED]" in texts[0] and "last_name: [REDACTED]" in texts[2]
     assert "Pipe [REDACTED]" in texts[-1]
     for text in texts:
         assert key not in text and key[:12] not in text
