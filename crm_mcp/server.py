@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import mcp_types as types
 from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
@@ -55,6 +56,22 @@ def wire_tool(tool: Tool) -> types.Tool:
             open_world_hint=hints.get("openWorldHint"),
         ),
     )
+
+
+async def _prepare(runtime: CrmRuntime) -> None:
+    try:
+        await anyio.to_thread.run_sync(_import_call_path)
+        if not runtime.settings.sandbox:
+            await runtime.client()
+    except Exception:  # only a head start: the first call does it again and reports what fails
+        log.debug("preparing the first call failed", exc_info=True)
+
+
+def _import_call_path() -> None:
+    import httpcore2  # noqa: F401  (httpx2 imports its transport stack on its first client)
+
+    import crm_mcp.render
+    import crm_mcp.run_operation  # noqa: F401
 
 
 def _call_result(result: ToolResult) -> types.CallToolResult:
@@ -114,10 +131,16 @@ def build_server(
     @asynccontextmanager
     async def lifespan(_server: Server[CrmRuntime]) -> AsyncIterator[CrmRuntime]:
         runtime = CrmRuntime(settings, transport=transport, client_options=client_options)
-        try:
-            yield runtime
-        finally:
-            await runtime.aclose()
+        async with anyio.create_task_group() as tg:
+            # While the client initializes and lists tools, a thread prepares what the first call
+            # would otherwise wait for (~100 ms): the call path's modules and, unless the embedded
+            # sandbox must start first (it starts on the first call), the API client itself.
+            tg.start_soon(_prepare, runtime)
+            try:
+                yield runtime
+            finally:
+                tg.cancel_scope.cancel()
+                await runtime.aclose()
 
     async def list_tools(_ctx: Any, _params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
         return listed

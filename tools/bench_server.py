@@ -15,10 +15,14 @@
 2. Start-up. Spawn `python -m crm_mcp` (stdio, embedded sandbox, CRM_MCP_SANDBOX_DB=:memory:),
    speak raw JSON-RPC over its pipes (initialize, notifications/initialized, tools/list) and time
    spawn -> tools/list response line; compare with spawn -> exit of
-   `python -c "import mcp.server.lowlevel"`. R runs each, interleaved. Target: difference <= 150 ms.
+   `python -c "import mcp.server.lowlevel"`. R runs each, interleaved. Target: difference <= 50 ms.
    Children use a temporary PYTHONPYCACHEPREFIX (bytecode cached as in an installed package, nothing
    written to the tree); one extra row shows the server started as this environment would start it
    from a checkout when PYTHONDONTWRITEBYTECODE is set (crm_mcp compiled from source every time).
+
+3. First call. R fresh `python -m crm_mcp` processes over stdio against the sandbox of part 1 (its
+   consumer already seeded): the round trip of the first tools/call (list_contacts) right after
+   tools/list, against the median of the warm calls that follow. Target: difference <= 30 ms.
 
 Defaults take under a minute on 2 cores (about 50 s while other test suites kept both cores busy).
 Only measures: writes nothing into the tree (bytecode goes to a temporary directory).
@@ -58,7 +62,9 @@ from crm_mcp.tools import by_name  # noqa: E402
 
 PROTOCOL_VERSION = "2025-11-25"
 OVERHEAD_TARGET_MS = 2.0
-STARTUP_TARGET_MS = 150.0
+STARTUP_TARGET_MS = 50.0
+FIRST_CALL_TARGET_MS = 30.0
+WARM_CALLS = 5  # warm calls after the first, per session of part 3
 
 API_KEY = "bench-key"
 APP_ID = "bench-app"
@@ -361,7 +367,12 @@ def _read_until(proc: subprocess.Popen[bytes], want_id: int) -> dict[str, Any]:
 
 def time_server_startup(env: dict[str, str]) -> float:
     """Spawn -> tools/list response line of `python -m crm_mcp` on the embedded sandbox."""
-    env = {**env, "CRM_MCP_SANDBOX_DB": ":memory:"}
+    return time_session({**env, "CRM_MCP_SANDBOX_DB": ":memory:"})[0]
+
+
+def time_session(env: dict[str, str], calls: int = 0) -> list[float]:
+    """Spawn -> tools/list response line of `python -m crm_mcp`, then the round trip of each of
+    `calls` tools/call list_contacts {limit: 20}, in seconds: [start-up, first call, second, ...]."""
     with tempfile.TemporaryFile() as errfile:
         t0 = time.perf_counter()
         proc = subprocess.Popen(
@@ -390,7 +401,15 @@ def time_server_startup(env: dict[str, str]) -> float:
             _send(proc, {"jsonrpc": "2.0", "method": "notifications/initialized"})
             _send(proc, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
             listed = _read_until(proc, 2)
-            elapsed = time.perf_counter() - t0
+            elapsed = [time.perf_counter() - t0]
+            for i in range(calls):
+                t1 = time.perf_counter()
+                _send(proc, {"jsonrpc": "2.0", "id": 3 + i, "method": "tools/call",
+                             "params": {"name": "list_contacts", "arguments": {"limit": 20}}})
+                answer = _read_until(proc, 3 + i)
+                elapsed.append(time.perf_counter() - t1)
+                if answer.get("result", {}).get("isError") is not False:
+                    raise RuntimeError(f"list_contacts failed: {answer!r:.300}")
         except Exception:
             proc.kill()
             proc.wait()
@@ -500,12 +519,51 @@ def report_startup(samples: dict[str, list[float]], runs: int) -> bool:
     return ok
 
 
+# ----------------------------------------------------------------------------- 3. first call
+
+
+def bench_first_call(sandbox: SandboxServer, runs: int, pycache: str) -> dict[str, list[float]]:
+    """Per fresh server process (against the sandbox, its consumer already seeded): the first
+    tools/call of the session and the median of the warm calls that follow, in ms."""
+    env = {
+        **{k: v for k, v in CLEAN_ENV.items() if k != "PYTHONDONTWRITEBYTECODE"},
+        "PYTHONPYCACHEPREFIX": pycache,
+        "APIDECK_API_KEY": API_KEY,
+        "APIDECK_APP_ID": APP_ID,
+        "APIDECK_CONSUMER_ID": CONSUMER_ID,
+        "APIDECK_BASE_URL": sandbox.base_url,
+    }
+    time_session(env, 2)  # warm-up: bytecode cache, the consumer's seeded data
+    samples: dict[str, list[float]] = {"first": [], "warm": []}
+    for _ in range(runs):
+        times = time_session(env, 1 + WARM_CALLS)
+        samples["first"].append(ms(times[1]))
+        samples["warm"].append(statistics.median(ms(t) for t in times[2:]))
+    return samples
+
+
+def report_first_call(samples: dict[str, list[float]], runs: int) -> bool:
+    first, warm = statistics.median(samples["first"]), statistics.median(samples["warm"])
+    ok = first - warm <= FIRST_CALL_TARGET_MS
+    print(f"### 3. First call of a session ({runs} fresh server processes over stdio; list_contacts limit 20; ms)\n")
+    print(table(["measurement", "median", "min", "max"], [
+        ["first tools/call after tools/list", first, min(samples["first"]), max(samples["first"])],
+        [f"warm tools/call (median of the {WARM_CALLS} after it)", warm, min(samples["warm"]), max(samples["warm"])],
+    ]))
+    print()
+    verdict = "yes" if ok else f"NO (+{first - warm - FIRST_CALL_TARGET_MS:.1f} ms)"
+    print(table(["difference (medians)", "ms", f"target <= {FIRST_CALL_TARGET_MS:g} ms"],
+                [["first call - warm call", first - warm, verdict]]))
+    print()
+    return ok
+
+
 # ----------------------------------------------------------------------------- main
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, default=150, help="paired calls per tool (default 150)")
+    parser.add_argument("--calls", type=int, default=150, help="paired calls per tool (default 150; 0: skip part 1)")
     parser.add_argument("--runs", type=int, default=8, help="start-up runs per command (default 8)")
     parser.add_argument("--warmup", type=int, default=20, help="warm-up calls per tool and path (default 20)")
     parser.add_argument(
@@ -521,16 +579,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(machine_line())
     print()
 
-    with SandboxServer(db=":memory:") as sandbox:
-        results = anyio.run(bench_calls, sandbox, args.calls, args.warmup, args.mode, backend="asyncio")
-    calls_ok = report_calls(results, args.calls, args.warmup)
-
-    with tempfile.TemporaryDirectory(prefix="crm-mcp-bench-pyc-") as pycache:
+    with SandboxServer(db=":memory:") as sandbox, tempfile.TemporaryDirectory(prefix="crm-mcp-bench-pyc-") as pycache:
+        calls_ok = args.calls == 0 or report_calls(
+            anyio.run(bench_calls, sandbox, args.calls, args.warmup, args.mode, backend="asyncio"),
+            args.calls, args.warmup,
+        )
         startup_ok = report_startup(bench_startup(args.runs, pycache), args.runs)
+        first_ok = report_first_call(bench_first_call(sandbox, args.runs, pycache), args.runs)
 
     print(
         f"Targets: per-call overhead {'met' if calls_ok else 'MISSED'}, "
-        f"start-up {'met' if startup_ok else 'MISSED'}. Total benchmark time {time.perf_counter() - started:.1f} s; "
+        f"start-up {'met' if startup_ok else 'MISSED'}, first call {'met' if first_ok else 'MISSED'}. "
+        f"Total benchmark time {time.perf_counter() - started:.1f} s; "
         f"load average {os.getloadavg()[0]:.2f} at the end."
     )
     return 0
