@@ -136,3 +136,43 @@ async def test_resources_obey_the_resources_selection(sandbox_server: Any) -> No
     assert listed == ["crm://fields/contacts", "crm://fields/notes"]
     assert "(contacts, notes)" in (template.description or "")
     assert fields.contents[0].text.startswith("notes fields")
+
+
+ODD_BODIES: list[dict[str, Any]] = [
+    {"data": [{"id": "c1", "first_name": "Odd"}], "meta": ["cursors", "next"]},
+    {"data": [{"id": "c1", "first_name": "Odd"}], "meta": {"cursors": "abc"}},
+    {"data": [{"id": "c1", "first_name": "Odd"}, "stray", 7], "meta": {"cursors": {"next": 42}}},
+    {"data": {"id": "c1"}, "meta": None},
+    {"data": None},
+]
+
+
+@pytest.mark.parametrize("body", ODD_BODIES)
+async def test_odd_envelopes_from_upstream_are_read_without_internal_errors(body: dict[str, Any]) -> None:
+    """An upstream that breaks the envelope (meta a list, cursors a string, a cursor that is no
+    string, data an object): lists, large reads, workflows and resources answer with what they can."""
+    import httpx2
+
+    from crm_mcp.config import Settings
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, json={"status_code": 200, "status": "OK", **body},
+                               headers={"x-request-id": "req-odd"})
+
+    settings = Settings(api_key="odd-key-0123456789", app_id="app", consumer_id="c",
+                        base_url="http://upstream.invalid")
+    server = build_server(settings, transport=httpx2.MockTransport(answer))
+    async with Client(server) as client:
+        results = [
+            await client.call_tool("list_contacts", {"limit": 5}),
+            await client.call_tool("list_contacts", {"max_records": 30}),
+            await client.call_tool("search_crm", {"query": "Odd"}),
+            await client.call_tool("get_account_overview", {"company": "com_1"}),
+        ]
+        pipelines = await client.read_resource("crm://pipelines")
+    for result in results:
+        assert "failed inside the server" not in text_of(result), text_of(result)
+    rows = isinstance(body.get("data"), list)
+    assert ("c1" in text_of(results[0])) == rows
+    assert "Last page." in text_of(results[0]) or "No contacts found. Last page." in text_of(results[0])
+    assert pipelines.contents[0].text.startswith("Pipelines (")
