@@ -52,7 +52,6 @@ log = logging.getLogger("crm_mcp.confirm")
 INPUT_REQUIRED_VERSION = "2026-07-28"  # first revision that elicits through InputRequiredResult
 INPUT_KEY = "confirm_delete"  # the key of our question in input_requests / input_responses
 STATE_PREFIX = "crm-mcp/confirm-delete/v1:"
-LABEL_FIELDS = ("name", "title", "full_name", "display_name", "company_name", "email")
 
 # The form: one boolean, nothing secret. Rendered as the spec's restricted JSON Schema.
 REQUESTED_SCHEMA: dict[str, Any] = {
@@ -97,13 +96,9 @@ def _can_elicit_form(capabilities: types.ClientCapabilities | None) -> bool:
 
 
 def _label(record: Mapping[str, Any]) -> str | None:
-    for field in LABEL_FIELDS:
-        value = record.get(field)
-        if isinstance(value, str) and value.strip():
-            return value.strip()[:80]
-    first, last = record.get("first_name"), record.get("last_name")
-    full = " ".join(p for p in (first, last) if isinstance(p, str) and p.strip())
-    return full[:80] or None
+    from crm_mcp.render.columns import label
+
+    return label(record)[:80] or None
 
 
 class _Target:

@@ -60,7 +60,6 @@ _SCOPES: dict[str, Scope] = {"list": "crm:read", "get": "crm:read", "create": "c
 # outside CRM, so open-world holds for all), and destructive/idempotent only mean something
 # when readOnlyHint is false. Only hints that differ from those defaults are sent: 50 tools
 # x 4 hints spelled out would cost ~900 tokens on every turn to say what the defaults say.
-ANNOTATION_DEFAULTS = {"readOnlyHint": False, "destructiveHint": True, "idempotentHint": False, "openWorldHint": True}
 _ANNOTATIONS: dict[str, dict[str, bool]] = {
     "list": {"readOnlyHint": True},
     "get": {"readOnlyHint": True},
@@ -119,8 +118,10 @@ def derive_input_schema(tool: Tool) -> dict[str, Any]:
 
 
 def _nouns(op: Operation) -> dict[str, str]:
+    from crm_mcp.operations import resource
+
     plural = op.resource.replace("_", " ")
-    singular = plural[:-3] + "y" if plural.endswith("ies") else plural.removesuffix("s")
+    singular = resource(op.resource).singular.replace("_", " ")
     return {"plural": plural, "singular": singular, "a": "an" if singular[0] in "aeio" else "a"}  # "a user"
 
 
@@ -194,7 +195,3 @@ def by_name() -> dict[str, Tool]:
 def operation_tools() -> tuple[Tool, ...]:
     """The 50 operation tools, in the contract's order."""
     return tuple(t for t in registry() if t.operation is not None)
-
-
-def workflow_tools() -> tuple[Tool, ...]:
-    return tuple(t for t in registry() if t.toolset == WORKFLOWS)

@@ -20,10 +20,16 @@ from crm_mcp.schema_compact import compact_schema
 from crm_mcp.selection import Selection
 from crm_mcp.server import build_server
 from crm_mcp.tokens import json_tokens
-from crm_mcp.tools import workflow_tools
+from crm_mcp.tools import WORKFLOWS, registry
 from crm_mcp.workflows import EXACT, PREFIX, SUBSTRING, WORD, grade, searches_for
 
 pytestmark = pytest.mark.anyio
+
+
+
+def workflow_tools() -> list[Any]:
+    return [t for t in registry() if t.toolset == WORKFLOWS]
+
 
 SCHEMAS = {t.name: t.output_schema for t in workflow_tools()}
 

@@ -3,14 +3,20 @@
     python tools/generate.py          # write the generated modules
     python tools/generate.py --check  # exit 1 when they are stale (used by the tests)
 
-Two modules come out:
-- `models.py`: pydantic v2 models. Response shapes keep the schema's name (`Contact`) and
-  tolerate fields a connector adds; request shapes are `<Name>Input` (`ContactInput`), carry
-  only writable fields (no `readOnly` ones such as `id`, `created_at`, `updated_by`) and
-  reject unknown fields. Filters and sorts are strict request shapes too.
+What comes out:
+- the pydantic v2 models. Response shapes keep the schema's name (`Contact`) and tolerate
+  fields a connector adds; request shapes are `<Name>Input` (`ContactInput`), carry only
+  writable fields (no `readOnly` ones such as `id`, `created_at`, `updated_by`) and reject
+  unknown fields. Filters and sorts are strict request shapes too. They are split by resource
+  and family (`models_contacts.py`, `models_contacts_input.py`, `models_contacts_query.py`,
+  `models_shared*.py`, ...) and built on first use; `models.py` is the index that imports a
+  module when one of its classes is first asked for, so a call builds only what it needs.
 - `operations.py`: the operation table, one `Operation` per API operation (50), and one
   `Resource` per CRM resource with its field weights (`x-apideck-weights`). It names models
   by string so that importing the table costs nothing; `crm_mcp.operations` resolves them.
+- `tools.json`: the input schema every tool publishes (operation and workflow tools), computed
+  by the package from the registry's declarations (`crm_mcp.tools`), so that start-up does not
+  build the 50 argument models.
 """
 
 from __future__ import annotations

@@ -147,6 +147,14 @@ def render_list(
 
 
 
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A table's lines, as every list in a result is written: a header of column names, then a
+    line per row of cells (already written, CRM strings through `quote`); none without rows."""
+    if not rows:
+        return []
+    return [" | ".join(header), *(" | ".join(row) for row in rows)]
+
+
 def _cost(lines: list[str], structured: dict[str, Any]) -> int:
     return sum(estimate_tokens(x) + 1 for x in lines) + estimate_tokens(json.dumps(structured))
 

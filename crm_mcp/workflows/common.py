@@ -23,9 +23,14 @@ CELL = 60  # characters of a CRM string in a table cell
 MISSING = {"items": {"type": "string"}}  # output schema of `missing`: what a partial answer lacks
 
 
+# The annotations of a workflow follow from its scope: one that reads is read-only; one that writes
+# only adds records (a workflow never changes or deletes one).
+_ANNOTATIONS: dict[str, dict[str, bool]] = {"crm:read": {"readOnlyHint": True}, "crm:write": {"destructiveHint": False}}
+
+
 def workflow_tool(
     *, name: str, title: str, description: str, args: type[BaseModel], output_schema: dict[str, Any],
-    annotations: dict[str, bool], resources: frozenset[str], scope: Scope, described: frozenset[str],
+    resources: frozenset[str], scope: Scope, described: frozenset[str],
     run: Callable[[Any, Any], Awaitable[ToolResult]],
 ) -> Tool:
     """A workflow tool: `run(client, args)` answers a call; its input schema is `args`'s compaction
@@ -36,7 +41,7 @@ def workflow_tool(
 
     return Tool(
         name=name, title=title, description=description, args=lambda: args, output_schema=output_schema,
-        annotations=annotations, resources=resources, scope=scope, toolset=WORKFLOWS, handler=handler,
+        annotations=dict(_ANNOTATIONS[scope]), resources=resources, scope=scope, toolset=WORKFLOWS, handler=handler,
         described=described,
     )
 
@@ -94,7 +99,6 @@ def phone_of(record: Mapping[str, Any]) -> Any:
 
 
 def label(record: Mapping[str, Any]) -> str:
-    name = record.get("name") or record.get("title")
-    if not name:
-        name = " ".join(str(record[k]) for k in ("first_name", "last_name") if record.get(k))
-    return str(name or "")
+    from crm_mcp.render.columns import label
+
+    return label(record)

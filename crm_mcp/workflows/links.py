@@ -17,6 +17,7 @@ from typing import Any
 
 from crm_mcp.errors import CrmError, NotFoundError
 from crm_mcp.pages import read_page, read_record
+from crm_mcp.render import table
 from crm_mcp.workflows.args import LogInteractionArgs
 from crm_mcp.workflows.common import FRAME, email_of, gather, label, looks_like_id, q
 
@@ -89,14 +90,15 @@ async def find_contact(client: Any, wanted: str) -> dict[str, Any]:
         raise NotLinked(f"no contact has the id, name or email {q(wanted, 80)}. "
                         "Find it with search_crm or list_contacts.")
     choices = exact or rows
-    listed = "\n".join(" | ".join(q(v) for v in (r["id"], label(r), r.get("company_id"), email_of(r)))
-                       for r in choices[:CANDIDATES])
+    listed = "\n".join(table(("id", "name", "company_id", "email"), [
+        [q(v) for v in (r["id"], label(r), r.get("company_id"), email_of(r))] for r in choices[:CANDIDATES]
+    ]))
     beyond = page.next_cursor is not None and not exact  # the lookup read one page: there are others past it
     extra = f"\n+ {len(choices) - CANDIDATES} more" if len(choices) > CANDIDATES else ""
     extra += (", and others" if extra else "\n+ others") if beyond else ""
     count = f"{len(choices)} or more" if beyond else str(len(choices))
-    raise NotLinked(f"{count} contacts match {q(wanted, 80)} {FRAME}\nid | name | company_id | email\n"
-                    f"{listed}{extra}\nCall log_interaction again with one id as contact.")
+    raise NotLinked(f"{count} contacts match {q(wanted, 80)} {FRAME}\n{listed}{extra}\n"
+                    "Call log_interaction again with one id as contact.")
 
 
 async def _open_opportunity(client: Any, links: Links) -> None:

@@ -112,7 +112,6 @@ TOOL = workflow_tool(
         "type": "object",
         "properties": {"activity_id": {"type": "string"}, "note_id": {"type": "string"}, "missing": MISSING},
     },
-    annotations={"destructiveHint": False},
     resources=frozenset({"activities", "notes", "contacts", "opportunities"}),
     scope="crm:write",
     described=frozenset({"contact", "when", "note"}),

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from crm_mcp.pages import Page, read_page, read_pages, read_record
+from crm_mcp.render import table
 from crm_mcp.runtime import ToolResult
 from crm_mcp.workflows.args import OverviewArgs
 from crm_mcp.workflows.common import (
@@ -45,10 +46,10 @@ async def _resolve_by_name(client: Any, name: str) -> tuple[dict[str, Any] | Non
             "Find it with search_crm or list_companies."
         )
     choices = exact or rows
-    listed = "\n".join(f"{q(r['id'])} | {q(r.get('name'))}" for r in choices[:10])
+    listed = "\n".join(table(("id", "name"), [[q(r["id"]), q(r.get("name"))] for r in choices[:10]]))
     extra = f"\n+ {len(choices) - 10} more" if len(choices) > 10 else ""
     return None, (
-        f"{len(choices)} companies match {q(name, 80)} {FRAME}\nid | name\n{listed}{extra}\n"
+        f"{len(choices)} companies match {q(name, 80)} {FRAME}\n{listed}{extra}\n"
         "Call get_account_overview again with one id."
     )
 
@@ -135,10 +136,10 @@ def _render_overview(company: dict[str, Any], results: dict[str, Any], errors: d
     contacts = _records(results, "contacts")
     if "contacts" in results:
         lines.append(f"contacts: {len(contacts)}" + (" or more" if results["contacts"].next_cursor else ""))
-        if contacts:
-            lines.append("id | name | title | email | phone")
-        for c in contacts[:OVERVIEW_ROWS]:
-            lines.append(" | ".join(q(v) for v in (c.get("id"), label(c), c.get("title"), email_of(c), phone_of(c))))
+        lines += table(("id", "name", "title", "email", "phone"), [
+            [q(v) for v in (c.get("id"), label(c), c.get("title"), email_of(c), phone_of(c))]
+            for c in contacts[:OVERVIEW_ROWS]
+        ])
         if len(contacts) > OVERVIEW_ROWS:
             lines.append(f"+ {len(contacts) - OVERVIEW_ROWS} more: list_contacts {hint}")
 
@@ -153,8 +154,7 @@ def _render_overview(company: dict[str, Any], results: dict[str, Any], errors: d
         currencies = {o.get("currency") for o in opps if o.get("monetary_amount") is not None}
         summed = f", total {total:,.0f} {q(currencies.pop(), 8)}" if len(currencies) == 1 and opps else ""
         lines.append(f"open opportunities: {len(opps)}{summed}")
-        if opps:
-            lines.append("id | title | stage | amount | close date")
+        rows = []
         for o in opps[:OVERVIEW_ROWS]:
             stage_id = o.get("pipeline_stage_id")
             stage = stages.get(str(stage_id)) if stage_id else None
@@ -162,8 +162,8 @@ def _render_overview(company: dict[str, Any], results: dict[str, Any], errors: d
                 stage = str(stage_id or o.get("status") or "-")
                 if stage_id and "pipelines" in errors:
                     stage += " (name unavailable)"
-            cells = [q(o.get("id")), q(o.get("title")), q(stage), _amount(o), _day(o.get("close_date"))]
-            lines.append(" | ".join(cells))
+            rows.append([q(o.get("id")), q(o.get("title")), q(stage), _amount(o), _day(o.get("close_date"))])
+        lines += table(("id", "title", "stage", "amount", "close date"), rows)
         if len(opps) > OVERVIEW_ROWS:
             lines.append(f"+ {len(opps) - OVERVIEW_ROWS} more: list_opportunities {hint}, status=open")
 
@@ -173,12 +173,10 @@ def _render_overview(company: dict[str, Any], results: dict[str, Any], errors: d
         more = len(acts) > RECENT or results["activities"].next_cursor is not None
         more_hint = f" (more: list_activities {hint})" if more else ""
         lines.append(f"latest activities: {min(len(acts), RECENT)}{more_hint}")
-        if acts:
-            lines.append("id | date | type | title | contact")
-        for a in acts[:RECENT]:
-            when = activity_time(a)
-            lines.append(" | ".join([q(a.get("id")), _day(when), q(a.get("type")), q(a.get("title")),
-                                     q(a.get("contact_id"))]))
+        lines += table(("id", "date", "type", "title", "contact"), [
+            [q(a.get("id")), _day(activity_time(a)), q(a.get("type")), q(a.get("title")), q(a.get("contact_id"))]
+            for a in acts[:RECENT]
+        ])
 
     if "notes" in results:
         notes, cut = results["notes"]
@@ -187,11 +185,11 @@ def _render_overview(company: dict[str, Any], results: dict[str, Any], errors: d
         if cut:
             head += f" (only the first {NOTE_PAGE * NOTE_PAGES} notes of the CRM were scanned)"
         lines.append(head)
-        if notes:
-            lines.append("id | date | title | content")
-        for n in notes[:RECENT]:
-            lines.append(" | ".join([q(n.get("id")), _day(n.get("updated_at") or n.get("created_at")),
-                                     q(n.get("title"), 40), q(n.get("content"), 100)]))
+        lines += table(("id", "date", "title", "content"), [
+            [q(n.get("id")), _day(n.get("updated_at") or n.get("created_at")), q(n.get("title"), 40),
+             q(n.get("content"), 100)]
+            for n in notes[:RECENT]
+        ])
 
     labels = {"company": "company record", "contacts": "contacts", "opportunities": "open opportunities",
               "pipelines": "stage names (pipelines)", "activities": "activities", "notes": "notes"}
@@ -216,7 +214,6 @@ TOOL = workflow_tool(
     "amount, latest activities and notes.",
     args=OverviewArgs,
     output_schema={"type": "object", "properties": {"id": {"type": "string"}, "missing": MISSING}},
-    annotations={"readOnlyHint": True},
     resources=frozenset({"companies", "contacts", "opportunities", "pipelines", "activities", "notes"}),
     scope="crm:read",
     described=frozenset({"company"}),

@@ -152,7 +152,6 @@ TOOL = workflow_tool(
     "in one call; best matches first, each with its resource and id.",
     args=SearchArgs,
     output_schema={"type": "object", "properties": {"count": {"type": "integer"}, "missing": MISSING}},
-    annotations={"readOnlyHint": True},
     resources=frozenset({"companies", "contacts", "leads", "opportunities"}),
     scope="crm:read",
     described=frozenset({"query"}),
