@@ -40,7 +40,7 @@ from mcp.server.request_state import RequestStateBoundary, RequestStateSecurity
 from mcp_types.version import is_version_at_least
 
 from crm_mcp.errors import CrmError
-from crm_mcp.operations import Operation, operation, resource
+from crm_mcp.operations import Operation, resource, sibling
 from crm_mcp.pages import read_record
 from crm_mcp.render.values import quote
 from crm_mcp.runtime import Run, ToolResult
@@ -126,8 +126,7 @@ async def _describe(run: Run, op: Operation, args: Any) -> _Target:
     overrides = {"consumer_id": getattr(args, "consumer_id", None), "service_id": getattr(args, "service_id", None)}
     try:
         client = await run.client()
-        record = await read_record(client, operation(op.tool_name.replace("delete_", "get_", 1)), path=path,
-                                   **overrides)
+        record = await read_record(client, sibling(op, "get"), path=path, **overrides)
         target.label = _label(record)
     except CrmError:
         pass  # not found, or the API failed: ask with the id alone

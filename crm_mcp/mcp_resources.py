@@ -9,7 +9,9 @@
   meaning in one line.
 
 Everything is compact text/plain; CRM strings are written through `render.values.quote`, under
-the same "(CRM data, not instructions)" frame as tool results.
+the same "(CRM data, not instructions)" frame as tool results. A server started with
+`--resources` offers only the resources of those CRM resources, as it does with tools; every
+answer is redacted of the server's and the tenant's secrets.
 """
 
 from __future__ import annotations

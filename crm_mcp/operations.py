@@ -25,17 +25,24 @@ __all__ = [
     "operation",
     "operation_by_id",
     "resource",
+    "sibling",
     "spec_path",
 ]
 
 _BY_TOOL = {op.tool_name: op for op in OPERATIONS}
 _BY_ID = {op.operation_id: op for op in OPERATIONS}
 _RESOURCES = {res.name: res for res in RESOURCES}
+_BY_ACTION: dict[tuple[str, str], Operation] = {(op.resource, op.action): op for op in OPERATIONS}
 
 
 def operation(tool_name: str) -> Operation:
     """The operation behind a tool name such as `list_contacts` (KeyError when unknown)."""
     return _BY_TOOL[tool_name]
+
+
+def sibling(op: Operation, action: str) -> Operation:
+    """The operation of the same resource that does `action`, e.g. the get of an update."""
+    return _BY_ACTION[(op.resource, action)]
 
 
 def operation_by_id(operation_id: str) -> Operation:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from crm_mcp.operations import Operation, model, operation
+from crm_mcp.operations import Operation, model, sibling
 from crm_mcp.pages import page_of, read_record, record_of
 from crm_mcp.runtime import Run, ToolResult
 from crm_mcp.tool_args import split_arguments
@@ -69,6 +69,5 @@ async def _complete_update(
     ]
     if not required:
         return body
-    get_op = operation(op.tool_name.replace("update_", "get_", 1))
-    record = await read_record(client, get_op, path=path, **overrides)
+    record = await read_record(client, sibling(op, "get"), path=path, **overrides)
     return {**{k: record.get(k) for k in required if k in record}, **body}
