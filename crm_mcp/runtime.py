@@ -103,7 +103,10 @@ async def call_tool(tool: Tool, arguments: dict[str, Any] | None, run: Run, *, c
     else:
         answer = await confirm(tool, args, run) if confirm is not None else None
         if answer is not None and not isinstance(answer, ToolResult):
-            return answer  # the confirmation question: the call continues when the client answers
+            # the confirmation question (2026-07-28): the call goes on when the client retries it
+            log.info("tool=%s status=input-required ms=%.1f request_id=-", tool.name,
+                     (time.perf_counter() - started) * 1000)
+            return answer
         result = answer if answer is not None else await _run(tool, args, run)
     status = result.status if result.status is not None else ("error" if result.is_error else "ok")
     log.info(
