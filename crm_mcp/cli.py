@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from crm_mcp.config import Settings
     from crm_mcp.selection import Selection
 
 
@@ -125,14 +126,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_sandbox(host=args.host, port=args.port, db=args.db, allow_remote=args.allow_remote)
     if command == "tools":
         return print_tool_table()
-    configure_logging(getattr(args, "log_level", "info"))
     from crm_mcp.config import ConfigError, settings_from_env
 
     try:
-        settings = settings_from_env()
+        settings = settings_from_env(flags={"log_level": getattr(args, "log_level", None)})
     except ConfigError as exc:
+        configure_logging("info")
         print(f"crm-mcp: configuration error: {exc}", file=sys.stderr)
         return 2
+    configure_logging(settings.log_level)
     if command == "journal":
         from crm_mcp.journal.maintenance import purge_journal
 
@@ -168,15 +170,13 @@ def selection_from_args(args: argparse.Namespace) -> Selection:
 
 
 def serve(
-    settings: object, *, http: bool, host: str, port: int, selection: Selection | None = None,
+    settings: Settings, *, http: bool, host: str, port: int, selection: Selection | None = None,
     confirm_destructive: bool = False,
 ) -> int:
     import anyio
 
-    from crm_mcp.config import Settings
     from crm_mcp.server import build_server, run_stdio
 
-    assert isinstance(settings, Settings)
     log = logging.getLogger("crm_mcp")
     server = build_server(settings, selection=selection, confirm_destructive=confirm_destructive)
     log.info("crm-mcp serving %s over %s", settings.describe(), "HTTP" if http else "stdio")
@@ -184,17 +184,16 @@ def serve(
         from crm_mcp.http import run_http
 
         return run_http(server, settings, host=host, port=port)
-    anyio.run(run_stdio, server)
+    anyio.run(run_stdio, server, settings)
     return 0
 
 
 def print_tool_table() -> int:
     from crm_mcp.tokens import TokenizerMissing, json_tokens
-    from crm_mcp.tools import operation_tools
-    from crm_mcp.workflows import workflow_tools
+    from crm_mcp.tools import WORKFLOWS, registry
 
-    tools = operation_tools()
-    workflows = workflow_tools()
+    tools = [t for t in registry() if t.toolset != WORKFLOWS]
+    workflows = [t for t in registry() if t.toolset == WORKFLOWS]
     try:
         rows = [(t.name, t.kind, json_tokens(t.to_wire())) for t in (*tools, *workflows)]
     except TokenizerMissing as exc:
@@ -210,18 +209,16 @@ def print_tool_table() -> int:
     return 0
 
 
-def run_call(settings: object, tool: str, raw_arguments: str) -> int:
+def run_call(settings: Settings, name: str, raw_arguments: str) -> int:
+    """`crm-mcp call`: the tool through the same pipeline as an MCP call, without a client."""
     import anyio
 
-    from crm_mcp.config import Settings
-    from crm_mcp.runtime import CrmRuntime
-    from crm_mcp.tools import operation_tools
-    from crm_mcp.workflows import WORKFLOW_NAMES, run_workflow
+    from crm_mcp.runtime import CrmRuntime, Run, ToolResult, call_tool
+    from crm_mcp.tools import by_name
 
-    assert isinstance(settings, Settings)
-    names = {t.name for t in operation_tools()} | set(WORKFLOW_NAMES)
-    if tool not in names:
-        print(f"crm-mcp: unknown tool {tool!r}; `crm-mcp tools` lists them", file=sys.stderr)
+    tool = by_name().get(name)
+    if tool is None:
+        print(f"crm-mcp: unknown tool {name!r}; `crm-mcp tools` lists them", file=sys.stderr)
         return 2
     try:
         arguments = json.loads(raw_arguments)
@@ -235,12 +232,10 @@ def run_call(settings: object, tool: str, raw_arguments: str) -> int:
     async def go() -> int:
         runtime = CrmRuntime(settings)
         try:
-            if tool in WORKFLOW_NAMES:
-                result = await run_workflow(runtime, tool, arguments)
-            else:
-                result = await runtime.call_operation(tool, arguments)
+            result = await call_tool(tool, arguments, Run(runtime))
         finally:
             await runtime.aclose()
+        assert isinstance(result, ToolResult)  # no confirmation step here: always a result
         print(result.text)
         if result.structured is not None:
             print(json.dumps(result.structured, ensure_ascii=False), file=sys.stderr)

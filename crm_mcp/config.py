@@ -1,10 +1,14 @@
-"""Settings from the environment (and flags): which CRM to talk to, with which credentials.
+"""Settings: every environment variable and flag of ours, read once at the entry point.
 
-The variable names are those of Apideck's own MCP server, so users can switch. With no
+`settings_from_env(env, flags)` builds the one frozen `Settings` that the rest of the server is
+given; no other module of ours reads the environment. To add a setting: a field on `Settings`
+(with a default) and one line in `settings_from_env`.
+
+The APIDECK_* names are those of Apideck's own MCP server, so users can switch. With no
 `APIDECK_API_KEY` at all the server runs on the embedded sandbox CRM; a half-configured setup
-is a startup error rather than a silent fall-back to the sandbox.
+is a start-up error (`ConfigError`) rather than a silent fall-back to the sandbox.
 
-Plain `os.environ` reads rather than pydantic-settings: a dozen variables do not need a settings
+Plain environment reads rather than pydantic-settings: a dozen variables do not need a settings
 framework, and start-up time is paid by every desktop client launch.
 
 HTTP mode's variables (CRM_MCP_HTTP_*, CRM_MCP_REQUEST_TIMEOUT, CRM_MCP_UPSTREAM_TIMEOUT) are read
@@ -39,6 +43,7 @@ HTTP_LIMITS: dict[str, tuple[float, float, float]] = {
     "CRM_MCP_REQUEST_TIMEOUT": (120.0, 1.0, 3600.0),
     "CRM_MCP_UPSTREAM_TIMEOUT": (30.0, 0.1, 600.0),
 }
+STATE_KEY_MIN = 32  # characters of CRM_MCP_REQUEST_STATE_KEY
 
 
 class ConfigError(ValueError):
@@ -93,6 +98,12 @@ class Settings:
     journal_database_url: str | None = field(default=None, repr=False)  # may hold a password
     journal_path: str | None = None
     journal_retention_days: float = DEFAULT_JOURNAL_RETENTION_DAYS
+    sandbox_db: str | None = None  # CRM_MCP_SANDBOX_DB: the embedded sandbox's database (None: user data dir)
+    request_state_key: str | None = field(default=None, repr=False)  # CRM_MCP_REQUEST_STATE_KEY, shared by replicas
+    sdk_stdio: bool = False  # CRM_MCP_SDK_STDIO: the SDK's own stdio transport instead of ours
+    log_level: str = "info"  # --log-level
+    # Passed to ApideckClient as is: `retry` (a RetryPolicy; default in crm_mcp.client), timeouts.
+    client_options: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -115,8 +126,13 @@ class Settings:
         return f"Apideck at {self.base_url}, consumer {self.consumer_id}{service}"
 
 
-def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
-    """Read the APIDECK_* variables. Raises ConfigError for a half-configured setup."""
+def _names(text: str | None) -> tuple[str, ...]:
+    return tuple(v.strip() for v in (text or "").split(",") if v.strip())
+
+
+def settings_from_env(env: Mapping[str, str] | None = None, flags: Mapping[str, Any] | None = None) -> Settings:
+    """The settings from `env` (default: the process environment) and the command's `flags`
+    (e.g. {"log_level": "debug"}). Raises ConfigError for a setting that cannot be served."""
     env = os.environ if env is None else env
 
     def get(name: str) -> str | None:
@@ -125,6 +141,19 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
 
     http = _http_settings(env)
     oauth = oauth_settings_from_env(get)
+    state_key = env.get("CRM_MCP_REQUEST_STATE_KEY") or None
+    if state_key is not None and len(state_key) < STATE_KEY_MIN:
+        raise ConfigError(
+            f"CRM_MCP_REQUEST_STATE_KEY must be at least {STATE_KEY_MIN} characters (it seals delete "
+            f"confirmations); it has {len(state_key)}. Use a long random value, or unset it."
+        )
+    common: dict[str, Any] = {
+        "sandbox_db": get("CRM_MCP_SANDBOX_DB"),
+        "request_state_key": state_key,
+        "sdk_stdio": bool(env.get("CRM_MCP_SDK_STDIO")),
+        **{k: v for k, v in (flags or {}).items() if v is not None},
+    }
+
     api_key = get("APIDECK_API_KEY")
     app_id = get("APIDECK_APP_ID")
     consumer_id = get("APIDECK_CONSUMER_ID")
@@ -151,6 +180,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
             **switching,
             oauth=oauth,
             **journal,
+            **common,
         )
     # under OAuth each user's consumer comes from their token: APIDECK_CONSUMER_ID is optional
     needed = (("APIDECK_APP_ID", app_id), ("APIDECK_CONSUMER_ID", consumer_id or (oauth and "from tokens")))
@@ -174,6 +204,7 @@ def settings_from_env(env: Mapping[str, str] | None = None) -> Settings:
         **switching,
         oauth=oauth,
         **journal,
+        **common,
     )
 
 

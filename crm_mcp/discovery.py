@@ -7,10 +7,11 @@ In discover mode tools/list offers only:
   a resource, one line each (name: description); with neither, every tool, grouped by resource;
 - `describe_tool(name)`: one tool's input schema, exactly the compact schema tools/list would
   publish (`crm_mcp.schema_compact`), and its read-only hint;
-- `call_tool(name, arguments)`: run it. The call goes through the server's own tools/call handler
-  (the same validation, runtime, workflow tools, progress, confirmation and selection as a direct
-  call), so discover mode changes what is listed, never what a call does. Only the answer's
-  text is passed on: it carries everything the structured content would.
+- `call_tool(name, arguments)`: run it. The named tool is looked up in the registry and run
+  through the same pipeline as a direct call (`crm_mcp.runtime.call_tool`: validation,
+  confirmation, progress, logging, redaction), so discover mode changes what is listed, never
+  what a call does. Only the answer's text is passed on: it carries everything the structured
+  content would.
 
 Only the tools the selection offers (--read-only, --resources, --tools, --workflows) are found,
 described and run; a withheld tool answers with the same isError text as a direct call. The
@@ -30,13 +31,14 @@ import mcp_types as types
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from crm_mcp.runtime import validation_message
-from crm_mcp.selection import ToolSet, tool_resources
-from crm_mcp.tools import ToolDef
+from crm_mcp.selection import ToolSet
+from crm_mcp.tools import WORKFLOWS, Tool
 
 META_NAMES = ("find_tools", "describe_tool", "call_tool")
 MAX_FOUND = 8  # tools find_tools lists for a query
 
-Dispatch = Callable[[Any, types.CallToolRequestParams], Awaitable[types.CallToolResult]]
+# run(ctx, params, tool, arguments): `tool` through the pipeline, for the request of `params`
+Dispatch = Callable[[Any, types.CallToolRequestParams, Tool, dict[str, Any] | None], Awaitable[Any]]
 
 # Words an agent may use for a kind of operation or a resource, mapped to the words of the tools.
 SYNONYMS: dict[str, tuple[str, ...]] = {
@@ -89,7 +91,7 @@ _ARG_MODELS: dict[str, type[BaseModel]] = {"find_tools": FindArgs, "describe_too
 
 @dataclass(frozen=True)
 class _Entry:
-    tool: ToolDef
+    tool: Tool
     name_words: frozenset[str]
     resource_words: frozenset[str]
     text_words: frozenset[str]
@@ -163,10 +165,10 @@ class Discovery:
         self.names = frozenset(META_NAMES)
 
     @staticmethod
-    def _entry(tool: ToolDef) -> _Entry:
-        resources = tool_resources(tool)
+    def _entry(tool: Tool) -> _Entry:
+        resources = tool.resources
         resource_words = set()
-        for r in resources if tool.operation is not None else ():
+        for r in resources if tool.toolset != WORKFLOWS else ():
             resource_words |= _words(r.replace("_", " "))
         return _Entry(
             tool,
@@ -178,7 +180,7 @@ class Discovery:
 
     # ---------------------------------------------------------------------------------- calls
 
-    async def call(self, ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+    async def call(self, ctx: Any, params: types.CallToolRequestParams) -> Any:
         """Answer a call of one of the meta-tools."""
         model = _ARG_MODELS[params.name]
         try:
@@ -240,7 +242,7 @@ class Discovery:
     def _index(self) -> types.CallToolResult:
         groups: dict[str, list[str]] = {}
         for e in self._entries:
-            key = e.tool.operation.resource if e.tool.operation is not None else "workflows"
+            key = e.tool.toolset
             groups.setdefault(key, []).append(e.tool.name)
         lines = ["Tools by resource (find_tools with words or resource: descriptions):"]
         lines += [f"{k}: {', '.join(v)}" for k, v in groups.items()]
@@ -260,15 +262,16 @@ class Discovery:
 
     async def run(
         self, ctx: Any, params: types.CallToolRequestParams, name: str, arguments: dict[str, Any] | None
-    ) -> types.CallToolResult:
-        """Dispatch the call to tool `name` as if it had come directly: the request's `_meta`
-        (progress token) and multi-round-trip fields are kept, only the name and arguments change."""
+    ) -> Any:
+        """Run tool `name` through the pipeline as if it had come directly: the request's `_meta`
+        (progress token) and multi-round-trip fields are those of this call."""
         if name in self.names:
             return _result(f"{name} is a meta-tool: call it directly, not through call_tool.", error=True)
         if name not in self.offered:
             return self._missing(name)
-        inner = params.model_copy(update={"name": name, "arguments": arguments or {}})
-        result = await self._dispatch(ctx, inner)
+        result = await self._dispatch(ctx, params, self.offered[name], arguments or {})
+        if not isinstance(result, types.CallToolResult):
+            return result  # the delete confirmation's question (2026-07-28): answered by retrying this call
         # Text only: every value of a tool's structured content is also in its text (a test checks
         # this), call_tool has no output schema for a program to rely on, and discover mode is for
         # agents that count tokens, who would otherwise pay for the ids and cursor twice.
@@ -286,11 +289,10 @@ def _result(text: str, *, error: bool = False) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=error)
 
 
-def _known_tools() -> tuple[ToolDef, ...]:
-    from crm_mcp.tools import operation_tools
-    from crm_mcp.workflows import workflow_tools
+def _known_tools() -> tuple[Tool, ...]:
+    from crm_mcp.tools import registry
 
-    return (*operation_tools(), *workflow_tools())
+    return registry()
 
 
 def _resource_order() -> dict[str, int]:

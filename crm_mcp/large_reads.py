@@ -19,22 +19,23 @@ tool call instead of three (and reads one table instead of three). The read:
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crm_mcp.errors import CrmError
 from crm_mcp.operations import Operation
+from crm_mcp.pages import PageWalk
 from crm_mcp.tool_args import MAX_RECORDS
+
+if TYPE_CHECKING:
+    from crm_mcp.runtime import Progress
 
 PAGE_SIZE = 200  # the API's largest page
 TOKEN_BUDGET = 20_000  # estimated tokens a large read's result may take (MCP clients cap results at ~25k)
 FIRST_ROW_GUESS = 50  # estimated tokens per row before a page has been rendered
 STOP_LINE = 60  # tokens kept for the line that says why the read stopped
 RESERVE = 120  # tokens pages are sized to leave free: the stop line and the estimate's drift
-
-Progress = Callable[[float, float | None, str | None], Awaitable[None]]
-
 
 @dataclass
 class LargeRead:
@@ -46,13 +47,6 @@ class LargeRead:
     stopped: str  # why it stopped, as a clause: "reached max_records=450"
     last_status: int | str = "-"
     last_request_id: str | None = None
-
-
-def _next_cursor(body: Mapping[str, Any]) -> str | None:
-    meta = body.get("meta")
-    cursors = meta.get("cursors") if isinstance(meta, Mapping) else None
-    nxt = cursors.get("next") if isinstance(cursors, Mapping) else None
-    return nxt if isinstance(nxt, str) and nxt else None
 
 
 def _estimate(resource: str, records: list[Any], fields: Any, cursor: str | None) -> int:
@@ -78,11 +72,8 @@ async def read_records(
     budget = TOKEN_BUDGET if budget is None else budget
     wanted = min(max_records, MAX_RECORDS)
     page_size = min(int(query.get("limit") or PAGE_SIZE), PAGE_SIZE)
-    params = dict(query)
-    cursor: str | None = params.get("cursor")
+    walk = PageWalk(client, op, query, **dict(overrides or {}))
     records: list[Any] = []
-    seen: set[str] = {cursor} if cursor else set()
-    pages = 0
     per_row = float(FIRST_ROW_GUESS)
     spent = 0
     status: int | str = "-"
@@ -95,45 +86,29 @@ async def read_records(
         if size < 1:
             stopped = f"the next page would not fit in the ~{budget:,} tokens a result may take"
             break
-        params["limit"] = size
-        if cursor:
-            params["cursor"] = cursor
         try:
-            response = await client.call(op, query=params, **dict(overrides or {}))
+            page = await walk.next(size)
         except CrmError as exc:
-            if pages == 0:
+            if walk.pages == 0:
                 raise
-            stopped = f"page {pages + 1} failed: {exc.agent_message()} (call again with the cursor to retry)"
+            stopped = f"page {walk.pages + 1} failed: {exc.agent_message()} (call again with the cursor to retry)"
             break
-        status, request_id = response.status, response.request_id
-        body = response.body if isinstance(response.body, Mapping) else {}
-        data = body.get("data")
-        page = list(data) if isinstance(data, list) else []
-        records.extend(page)
-        pages += 1
-        nxt = _next_cursor(body)
+        status, request_id = page.status, page.request_id
+        records.extend(page.records)
         if progress is not None:
             await progress(float(len(records)), float(wanted), f"{len(records)} of {wanted} {plural} read")
         if records:
-            spent = _estimate(op.resource, records, fields, nxt)
+            spent = _estimate(op.resource, records, fields, page.next_cursor)
             per_row = spent / len(records)
-        if nxt is None:
-            cursor, stopped = None, "that was the last page"
+        if walk.stopped is not None:
+            stopped = walk.stopped
             break
-        cursor = nxt
-        if nxt in seen:
-            stopped = "the API returned a cursor it had returned before"
-            break
-        seen.add(nxt)
         if len(records) >= wanted:
             stopped = f"reached max_records={wanted}"
             break
-        if not page:
-            stopped = "the API returned an empty page with a next cursor"
-            break
     if max_records > MAX_RECORDS:
         stopped += f" (max_records is capped at {MAX_RECORDS})"
-    return LargeRead(records, cursor, pages, stopped, status, request_id)
+    return LargeRead(records, walk.cursor, walk.pages, stopped, status, request_id)
 
 
 def render_read(op: Operation, read: LargeRead, *, fields: Any = None, budget: int | None = None) -> tuple[str, dict]:

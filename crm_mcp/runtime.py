@@ -1,4 +1,10 @@
-"""One tool call end to end: validate the arguments, call the API, shape the result.
+"""One tool call end to end, for every tool: the pipeline, and what a running server holds.
+
+`call_tool` is the one path of a call, operation or workflow, whether it came as tools/call,
+through discover mode's `call_tool` or from `crm-mcp call`: validate the arguments, confirm where
+asked (`crm_mcp.confirm`), run the tool's handler, log one line (tool, status, duration, request
+id), and redact secrets from everything the answer carries. Every failure is an error result,
+never a raise.
 
 `CrmRuntime` is what a running server holds: its settings, the one shared API client, and the
 embedded sandbox when no credentials are configured (started on the first call, so that
@@ -8,11 +14,10 @@ start-up and tools/list never wait for it).
 from __future__ import annotations
 
 import logging
-import os
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from pydantic import ValidationError
@@ -20,27 +25,69 @@ from pydantic import ValidationError
 from crm_mcp.client import Credentials
 from crm_mcp.config import Settings
 from crm_mcp.errors import CrmError
-from crm_mcp.operations import Operation, model, operation
 from crm_mcp.redaction import redact, redact_obj
 from crm_mcp.tenants import TenantClient
-from crm_mcp.tool_args import args_model_for, split_arguments
+from crm_mcp.tool_args import switching_model
+
+if TYPE_CHECKING:
+    from crm_mcp.tools import Tool
 
 log = logging.getLogger("crm_mcp.calls")
 
 # progress(done, total, message): reports a long call's progress to the client that asked for it
 Progress = Callable[[float, float | None, str | None], Awaitable[None]]
 
-DEFAULT_PAGE_SIZE = 20  # the contract's `limit` default: what a list without `limit` asks for
-SANDBOX_DB_ENV = "CRM_MCP_SANDBOX_DB"  # the embedded sandbox's database (default: the user data directory)
-
 
 @dataclass(frozen=True)
 class ToolResult:
-    """What a tool call answers: text for the agent, structured content, and whether it failed."""
+    """What a tool call answers: text for the agent, structured content, and whether it failed;
+    `status` and `request_id` (of the last API response) are for the call's log line only."""
 
     text: str
     structured: dict[str, Any] | None = None
     is_error: bool = False
+    status: int | str | None = None
+    request_id: str | None = None
+
+
+class _Overriding:
+    """The API client with a call's `consumer_id` / `service_id` applied to every request it makes."""
+
+    def __init__(self, client: Any, overrides: Mapping[str, str]):
+        self._client = client
+        self._overrides = dict(overrides)
+
+    async def call(self, op: Any, **kwargs: Any) -> Any:
+        return await self._client.call(op, **{**kwargs, **self._overrides})
+
+
+def error_result(text: str, status: int | str = "error", request_id: str | None = None) -> ToolResult:
+    return ToolResult(text, None, True, status, request_id)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One call as its handler sees it: the runtime, the caller's tenant, and the MCP request."""
+
+    runtime: CrmRuntime
+    credentials: Credentials | None = None  # HTTP mode: the request's own tenant
+    progress: Progress | None = None  # given only when the client sent a progress token
+    ctx: Any = None  # the SDK's request context (None from `crm-mcp call`)
+    params: Any = None  # the tools/call params (confirmation reads its multi-round-trip fields)
+    # per-call consumer switching (CRM_MCP_PER_CALL_CONSUMER): the call's consumer_id / service_id
+    overrides: Mapping[str, str] = field(default_factory=dict)
+
+    async def client(self) -> Any:
+        client = await self.runtime.client(self.credentials)
+        return _Overriding(client, self.overrides) if self.overrides else client
+
+    def secrets(self) -> tuple[str, ...]:
+        return self.runtime.secrets(self.credentials)
+
+
+# confirm(tool, args, run): None to go ahead, else the answer that stands instead of the call
+# (a refusal, a decline, or the question itself on protocol 2026-07-28).
+Confirm = Callable[["Tool", Any, Run], Awaitable[Any]]
 
 
 def validation_message(tool: str, exc: ValidationError) -> str:
@@ -57,14 +104,61 @@ def validation_message(tool: str, exc: ValidationError) -> str:
     return f"Invalid arguments for {tool}: " + "; ".join(parts) + tail + ". Fix them and call again."
 
 
-def _render_fields(args: Any) -> list[str] | str | None:
-    """The `fields` argument as render takes it: ["*"] (every field) becomes "*"."""
-    fields: list[str] | None = getattr(args, "fields", None)
-    return "*" if fields and "*" in fields else fields
+async def call_tool(tool: Tool, arguments: dict[str, Any] | None, run: Run, *, confirm: Confirm | None = None) -> Any:
+    """Run `tool` with `arguments` through the pipeline. Returns a ToolResult, or what `confirm`
+    answers instead of running (an MCP result of its own, e.g. an `InputRequiredResult`)."""
+    started = time.perf_counter()
+    secrets = run.secrets()
+    if log.isEnabledFor(logging.DEBUG):  # argument values may be personal data: debug only
+        log.debug("tool=%s arguments=%s", tool.name, redact(str(arguments), secrets))
+    settings = run.runtime.settings
+    model = tool.args()
+    if settings.per_call_consumer:  # the tool takes consumer_id / service_id (crm_mcp.tool_args)
+        model = switching_model(model, settings.allowed_consumers)
+    try:
+        args = model.model_validate(dict(arguments or {}))
+    except ValidationError as exc:
+        result: ToolResult = error_result(validation_message(tool.name, exc), "invalid-arguments")
+    else:
+        overrides = {k: getattr(args, k) for k in ("consumer_id", "service_id") if getattr(args, k, None)}
+        if overrides:
+            run = replace(run, overrides=overrides)
+        answer = await confirm(tool, args, run) if confirm is not None else None
+        if answer is not None and not isinstance(answer, ToolResult):
+            # the confirmation question (2026-07-28): the call goes on when the client retries it
+            log.info("tool=%s status=input-required ms=%.1f request_id=-", tool.name,
+                     (time.perf_counter() - started) * 1000)
+            return answer
+        result = answer if answer is not None else await _run(tool, args, run)
+    status = result.status if result.status is not None else ("error" if result.is_error else "ok")
+    log.info(
+        "tool=%s status=%s ms=%.1f request_id=%s",
+        tool.name, status, (time.perf_counter() - started) * 1000, result.request_id or "-",
+    )
+    if secrets:  # an upstream may echo the key in a record as well as in an error
+        crm_data = not result.is_error  # CRM text: only the known secrets go ("basic plan" stays whole)
+        result = replace(result, text=redact(result.text, secrets, patterns=not crm_data),
+                         structured=redact_obj(result.structured, secrets, patterns=False))
+    return result
+
+
+async def _run(tool: Tool, args: Any, run: Run) -> ToolResult:
+    try:
+        return await tool.handler(run, args)
+    except CrmError as exc:
+        return error_result(exc.agent_message(), exc.status or "error", exc.request_id)
+    except Exception as exc:  # a bug of ours: say so without internals, keep serving
+        log.exception("tool=%s failed unexpectedly", tool.name)
+        then = ("check whether it was applied before calling again" if tool.writes
+                else "the call may be retried once")
+        return error_result(
+            f"{tool.name} failed inside the server ({type(exc).__name__}). Nothing more is known; {then}.",
+            "internal-error",
+        )
 
 
 class CrmRuntime:
-    """Holds the API client (and the embedded sandbox) for one server; runs operation tools."""
+    """Holds the API client (and the embedded sandbox) for one server."""
 
     def __init__(self, settings: Settings, *, transport: Any = None, client_options: dict[str, Any] | None = None):
         self.settings = settings
@@ -95,7 +189,7 @@ class CrmRuntime:
         if self.settings.sandbox:
             from crm_mcp.sandbox.server import SandboxServer
 
-            self._sandbox = SandboxServer.embedded(db=os.environ.get(SANDBOX_DB_ENV) or None)
+            self._sandbox = SandboxServer.embedded(db=self.settings.sandbox_db)
             self._sandbox.start()
             base_url = self._sandbox.base_url
             log.info("embedded sandbox CRM at %s", base_url)
@@ -106,7 +200,8 @@ class CrmRuntime:
             service_id=self.settings.service_id,
             base_url=base_url,
             transport=self._transport,
-            **{"read_timeout": self.settings.upstream_timeout, **self._client_options},  # CRM_MCP_UPSTREAM_TIMEOUT
+            # CRM_MCP_UPSTREAM_TIMEOUT bounds each whole upstream answer (crm_mcp.client)
+            **{"read_timeout": self.settings.upstream_timeout, **self.settings.client_options, **self._client_options},
         )
 
     async def aclose(self) -> None:
@@ -116,121 +211,3 @@ class CrmRuntime:
         if self._sandbox is not None:
             await anyio.to_thread.run_sync(self._sandbox.stop)
             self._sandbox = None
-
-    # ------------------------------------------------------------------ calls
-
-    async def call_operation(
-        self,
-        tool_name: str,
-        arguments: dict[str, Any] | None,
-        credentials: Credentials | None = None,
-        *,
-        progress: Progress | None = None,
-    ) -> ToolResult:
-        """Run the operation tool `tool_name` (for the tenant of `credentials`, if given); every
-        failure becomes an error result, never a raise. A list call with `max_records` follows the
-        cursors (`crm_mcp.large_reads`), calling `progress(done, total, message)` after each page
-        when given (the server gives it only when the client sent a progress token)."""
-        op = operation(tool_name)
-        started = time.perf_counter()
-        if log.isEnabledFor(logging.DEBUG):  # argument values may be personal data: debug only
-            log.debug("tool=%s arguments=%s", tool_name, redact(str(arguments), self.secrets(credentials)))
-        status: int | str = "-"
-        request_id = None
-        try:
-            args = args_model_for(op, self.settings).model_validate(arguments or {})
-        except ValidationError as exc:
-            elapsed_ms = (time.perf_counter() - started) * 1000
-            log.info("tool=%s status=invalid-arguments ms=%.1f request_id=-", tool_name, elapsed_ms)
-            return ToolResult(validation_message(tool_name, exc), is_error=True)
-        path, query, body = split_arguments(op, args)
-        overrides = {"consumer_id": getattr(args, "consumer_id", None), "service_id": getattr(args, "service_id", None)}
-        try:
-            client = await self.client(credentials)
-            if op.action == "update" and body is not None:
-                body = await self._complete_update(client, op, path, body, overrides)
-            max_records = getattr(args, "max_records", None)
-            if max_records is not None:
-                result, status, request_id = await self._large_read(client, op, query, args, overrides, progress)
-            else:
-                response = await client.call(op, path_params=path, query=query, body=body, **overrides)
-                status, request_id = response.status, response.request_id
-                result = self._render(op, response.body, args, path)
-        except CrmError as exc:
-            status, request_id = exc.status or "error", exc.request_id
-            result = ToolResult(exc.agent_message(), is_error=True)
-        except Exception as exc:  # a bug of ours: say so without internals, keep serving
-            log.exception("tool=%s failed unexpectedly", tool_name)
-            status = "internal-error"
-            result = ToolResult(
-                f"{tool_name} failed inside the server ({type(exc).__name__}). Nothing more is known; "
-                "the call may be retried once.",
-                is_error=True,
-            )
-        log.info(
-            "tool=%s status=%s ms=%.1f request_id=%s",
-            tool_name, status, (time.perf_counter() - started) * 1000, request_id or "-",
-        )
-        secrets = self.secrets(credentials)
-        if secrets:  # an upstream may echo the key in a record as well as in an error
-            if result.is_error:
-                result = ToolResult(redact(result.text, secrets), None, True)
-            else:
-                structured = redact_obj(result.structured, secrets, patterns=False)
-                result = ToolResult(redact(result.text, secrets, patterns=False), structured)
-        return result
-
-    async def _complete_update(
-        self, client: Any, op: Operation, path: dict[str, str], body: dict[str, Any], overrides: dict[str, Any]
-    ) -> dict[str, Any]:
-        """Add the fields the contract requires in an update body (e.g. an opportunity's title)
-        that the agent left out, with their current values, so that an update changes only what
-        the agent gave."""
-        assert op.body_model
-        required = [
-            info.alias or name for name, info in model(op.body_model).model_fields.items()
-            if info.is_required() and (info.alias or name) not in body
-        ]
-        if not required:
-            return body
-        get_op = operation(op.tool_name.replace("update_", "get_", 1))
-        current = await client.call(get_op, path_params=path, query={}, body=None, **overrides)
-        record = current.body.get("data") or {}
-        return {**{k: record.get(k) for k in required if k in record}, **body}
-
-    async def _large_read(
-        self, client: Any, op: Operation, query: dict[str, Any], args: Any, overrides: dict[str, Any],
-        progress: Progress | None,
-    ) -> tuple[ToolResult, int | str, str | None]:
-        from crm_mcp import large_reads
-
-        fields = _render_fields(args)
-        read = await large_reads.read_records(
-            client, op, query, max_records=args.max_records, overrides=overrides, fields=fields, progress=progress
-        )
-        text, structured = large_reads.render_read(op, read, fields=fields)
-        return ToolResult(text, structured), read.last_status, read.last_request_id
-
-    def _render(self, op: Operation, body: dict[str, Any], args: Any, path: dict[str, str]) -> ToolResult:
-        from crm_mcp import render
-
-        data = body.get("data")
-        fields = _render_fields(args)
-        if op.action == "list":
-            cursors = (body.get("meta") or {}).get("cursors") or {}
-            rows = data if isinstance(data, list) else []
-            asked = getattr(args, "limit", None) or DEFAULT_PAGE_SIZE
-            rendered = render.render_list(op.resource, rows[:asked], next_cursor=cursors.get("next"), fields=fields)
-            if len(rows) > asked:  # the upstream ignored `limit`: show what was asked, say what was cut
-                narrow = " narrow the list with filter" if "filter" in op.query_params else " get them by id"
-                note = (
-                    f"\nThe API sent {len(rows)} rows for limit {asked}: {len(rows) - asked} were cut. A next "
-                    f"cursor continues after all {len(rows)}; to see the cut ones,{narrow}."
-                )
-                return ToolResult(rendered.text + note, rendered.structured)
-        elif op.action == "get":
-            rendered = render.render_record(op.resource, data or {}, fields=fields)
-        else:
-            record_id = (data or {}).get("id") if isinstance(data, dict) else None
-            rendered = render.render_write(op.action, op.resource, data, record_id=record_id or path.get("id"))
-        return ToolResult(rendered.text, rendered.structured)

@@ -26,9 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from crm_mcp.tools import ToolDef
-
-WRITE_KINDS = frozenset({"create", "update", "delete"})
+from crm_mcp.tools import WORKFLOWS, Tool
 
 # Whether the workflow tools (search_crm, get_account_overview, log_interaction) are offered when
 # no flag says: on, as they answer whole questions in one call; --no-workflows leaves them out.
@@ -59,7 +57,7 @@ class Selection:
 class ToolSet:
     """What a server built from a selection offers, what it withholds, and its mode line."""
 
-    offered: tuple[ToolDef, ...]
+    offered: tuple[Tool, ...]
     withheld: dict[str, str] = field(default_factory=dict)  # tool name -> the isError text of a call
     mode: str = "Mode: read-write."
     tool_mode: str = "all"
@@ -75,58 +73,35 @@ def parse_names(text: str | None, flag: str) -> tuple[str, ...] | None:
     return names
 
 
-def is_write(tool: ToolDef) -> bool:
-    """Whether calling `tool` can change the CRM."""
-    if tool.kind in WRITE_KINDS:
-        return True
-    return tool.kind == "workflow" and not tool.annotations.get("readOnlyHint", False)
-
-
-def tool_resources(tool: ToolDef) -> frozenset[str]:
-    """The resources a tool reads or writes."""
-    if tool.operation is not None:
-        return frozenset({tool.operation.resource})
-    from crm_mcp.workflows import WORKFLOW_RESOURCES
-
-    return WORKFLOW_RESOURCES.get(tool.name, frozenset())
-
-
 def resource_names() -> tuple[str, ...]:
     from crm_mcp.operations import RESOURCES
 
     return tuple(r.name for r in RESOURCES)
 
 
-def catalogue(selection: Selection) -> tuple[ToolDef, ...]:
-    """Every tool this server could offer: operation tools, then workflow tools when on."""
-    from crm_mcp.tools import operation_tools
+def catalogue(selection: Selection) -> tuple[Tool, ...]:
+    """Every tool this server could offer: the registry, without the workflow tools when off."""
+    from crm_mcp.tools import registry
 
-    tools = operation_tools()
-    if selection.workflows:
-        from crm_mcp.workflows import workflow_tools
-
-        tools = (*tools, *workflow_tools())
-    return tools
-
-
-def _all_known() -> dict[str, ToolDef]:
-    from crm_mcp.tools import operation_tools
-    from crm_mcp.workflows import workflow_tools
-
-    return {t.name: t for t in (*operation_tools(), *workflow_tools())}
+    return tuple(t for t in registry() if selection.workflows or t.toolset != WORKFLOWS)
 
 
 def _listing(names: Iterable[str]) -> str:
     return ", ".join(names)
 
 
-def select_tools(selection: Selection | None = None, tools: Sequence[ToolDef] | None = None) -> ToolSet:
+def select_tools(selection: Selection | None = None, tools: Sequence[Tool] | None = None) -> ToolSet:
     """Apply `selection` to `tools` (default: the catalogue). Raises SelectionError."""
     selection = selection or Selection()
     if selection.tool_mode not in TOOL_MODES:
         raise SelectionError(f"--tool-mode: unknown mode {selection.tool_mode!r}. Valid modes: {_listing(TOOL_MODES)}.")
     pool = tuple(tools) if tools is not None else catalogue(selection)
-    known = _all_known() if tools is None else {t.name: t for t in pool}
+    if tools is None:
+        from crm_mcp.tools import by_name
+
+        known = by_name()
+    else:
+        known = {t.name: t for t in pool}
 
     if selection.resources is not None:
         valid = resource_names()
@@ -151,7 +126,7 @@ def select_tools(selection: Selection | None = None, tools: Sequence[ToolDef] | 
                 "add --workflows or leave it out of --tools."
             )
         if selection.read_only:
-            writes = [t for t in selection.tools if is_write(known[t])]
+            writes = [t for t in selection.tools if known[t].writes]
             if writes:
                 raise SelectionError(
                     f"--tools names {_listing(writes)}, which write{'s' if len(writes) == 1 else ''}, "
@@ -164,10 +139,10 @@ def select_tools(selection: Selection | None = None, tools: Sequence[ToolDef] | 
         named = set(selection.tools or ())
         chosen = tuple(
             t for t in pool
-            if t.name in named or (wanted_resources and (tool_resources(t) or {""}) <= wanted_resources)
+            if t.name in named or (wanted_resources and (t.resources or {""}) <= wanted_resources)
         )
     if selection.read_only:
-        chosen = tuple(t for t in chosen if not is_write(t))
+        chosen = tuple(t for t in chosen if not t.writes)
     if not chosen:
         raise SelectionError(
             "This selection leaves no tools: --read-only with --resources/--tools naming only write "
@@ -179,12 +154,12 @@ def select_tools(selection: Selection | None = None, tools: Sequence[ToolDef] | 
     for name, tool in known.items():
         if name in offered_names:
             continue
-        if selection.read_only and is_write(tool):
+        if selection.read_only and tool.writes:
             withheld[name] = (
                 f"{name} is not available: this server runs read-only (--read-only), so writes are "
                 "disabled. To enable writes, restart the server without --read-only."
             )
-        elif tool.kind == "workflow" and not selection.workflows:
+        elif tool.toolset == WORKFLOWS and not selection.workflows:
             withheld[name] = (
                 f"{name} is not available: workflow tools are off on this server (--no-workflows). "
                 "Restart it with --workflows to use them."

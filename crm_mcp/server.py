@@ -1,8 +1,10 @@
-"""Assembles the MCP server (tools, instructions) on the SDK's low-level `Server` and runs it.
+"""Assembles the MCP server (tools, resources, prompts, instructions) on the SDK's low-level
+`Server` and runs it.
 
 The low-level server is used because every tool's input schema is given exactly (compact, see
 `schema_compact`) and validated by our own pydantic models, which the high-level `MCPServer`
-would derive from function signatures instead.
+would derive from function signatures instead. Every tools/call goes through the one pipeline
+(`crm_mcp.runtime.call_tool`), whether it names a tool directly or through discover mode.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
+import anyio
 import mcp_types as types
 from mcp.server.lowlevel import Server
 from mcp.shared.exceptions import MCPError
@@ -20,11 +23,11 @@ from mcp.shared.exceptions import MCPError
 from crm_mcp import __version__
 from crm_mcp.auth.scopes import allowed_tools, granted_scopes, scope_refusal
 from crm_mcp.config import Settings
-from crm_mcp.runtime import CrmRuntime, ToolResult
+from crm_mcp.runtime import CrmRuntime, Run, ToolResult, call_tool
 from crm_mcp.selection import Selection, ToolSet, select_tools
 from crm_mcp.tenants import TenantHeaderError, request_credentials
 from crm_mcp.tool_args import with_consumer_arguments
-from crm_mcp.tools import ToolDef
+from crm_mcp.tools import Tool
 
 log = logging.getLogger("crm_mcp.server")
 
@@ -41,7 +44,7 @@ def instructions_for(settings: Settings, mode: str | None = None) -> str:
     return f"{text}\n{mode}" if mode else text
 
 
-def _wire_tool(tool: ToolDef) -> types.Tool:
+def wire_tool(tool: Tool) -> types.Tool:
     hints = tool.annotations
     return types.Tool(
         name=tool.name,
@@ -58,12 +61,24 @@ def _wire_tool(tool: ToolDef) -> types.Tool:
     )
 
 
-def _with_consumer_arguments(tool: ToolDef) -> ToolDef:
+async def _prepare(runtime: CrmRuntime) -> None:
+    try:
+        await anyio.to_thread.run_sync(_import_call_path)
+        if not runtime.settings.sandbox:
+            await runtime.client()
+    except Exception:  # only a head start: the first call does it again and reports what fails
+        log.debug("preparing the first call failed", exc_info=True)
+
+
+def _import_call_path() -> None:
+    import httpcore2  # noqa: F401  (httpx2 imports its transport stack on its first client)
+
+    import crm_mcp.render
+    import crm_mcp.run_operation  # noqa: F401
+
+
+def _with_consumer_arguments(tool: Tool) -> Tool:
     return replace(tool, input_schema=with_consumer_arguments(tool.input_schema))
-
-
-def _input_schemas(listed: types.ListToolsResult) -> dict[str, dict[str, Any]]:
-    return {tool.name: tool.input_schema for tool in listed.tools}
 
 
 def _call_result(result: ToolResult) -> types.CallToolResult:
@@ -76,7 +91,7 @@ def _call_result(result: ToolResult) -> types.CallToolResult:
 
 def build_server(
     settings: Settings,
-    tools: Sequence[ToolDef] | None = None,
+    tools: Sequence[Tool] | None = None,
     *,
     transport: Any = None,
     client_options: dict[str, Any] | None = None,
@@ -85,7 +100,7 @@ def build_server(
 ) -> Server[CrmRuntime]:
     """The MCP server for `settings`. Its tool list is fixed here and never changes while it runs.
 
-    `tools` (default: the catalogue, see `crm_mcp.selection`) narrowed by `selection` (the
+    `tools` (default: the registry, see `crm_mcp.tools`) narrowed by `selection` (the
     --read-only, --resources, --tools and --workflows flags; raises `SelectionError`) is what
     tools/list offers; a call to a known tool the selection left out is an isError result saying
     how to enable it. `transport` (tests) is the httpx2 transport the API client sends through;
@@ -94,65 +109,69 @@ def build_server(
     toolset: ToolSet = select_tools(selection, tools)
     if settings.per_call_consumer:  # the precomputed tool list has no consumer_id / service_id
         toolset = replace(toolset, offered=tuple(_with_consumer_arguments(t) for t in toolset.offered))
-    tool_defs = toolset.offered
-    by_name = {t.name: t for t in tool_defs}
+    offered = {t.name: t for t in toolset.offered}
     withheld = dict(toolset.withheld)
-    listed = types.ListToolsResult(tools=[_wire_tool(t) for t in tool_defs])
+    listed = types.ListToolsResult(tools=[wire_tool(t) for t in toolset.offered])
+    confirm: Any = None
+    if confirm_destructive:
+        from crm_mcp.confirm import confirm_delete
+
+        confirm = confirm_delete
+
+    async def run_tool(ctx: Any, params: types.CallToolRequestParams, tool: Tool,
+                       arguments: dict[str, Any] | None) -> Any:
+        """`tool` through the pipeline, for this request's tenant; an MCP result."""
+        refusal = scope_refusal(ctx.request, tool.name)  # OAuth: the scope of the tool actually run
+        if refusal is not None:
+            return _call_result(ToolResult(refusal, None, True))
+        try:  # HTTP mode: a request may bring its own tenant's Apideck credentials (OAuth: from its token)
+            credentials = request_credentials(ctx.request, arguments)
+        except TenantHeaderError as exc:
+            return _call_result(ToolResult(str(exc), None, True))
+        progress = getattr(getattr(ctx, "session", None), "report_progress", None)  # no-op without a token
+        run = Run(ctx.lifespan_context, credentials, progress, ctx, params)
+        result = await call_tool(tool, arguments, run, confirm=confirm)
+        return _call_result(result) if isinstance(result, ToolResult) else result
+
     discovery: Any = None
     if toolset.tool_mode == "discover":  # tools/list: only the meta-tools, which reach the same tools
         from crm_mcp.discovery import Discovery
 
-        read_only = bool(selection and selection.read_only)
-        discovery = Discovery(toolset, lambda ctx, p: on_call_tool(ctx, p), read_only=read_only)
+        discovery = Discovery(toolset, run_tool, read_only=bool(selection and selection.read_only))
         listed = types.ListToolsResult(tools=discovery.tools)
 
     @asynccontextmanager
     async def lifespan(_server: Server[CrmRuntime]) -> AsyncIterator[CrmRuntime]:
         runtime = CrmRuntime(settings, transport=transport, client_options=client_options)
-        try:
-            yield runtime
-        finally:
-            await runtime.aclose()
+        async with anyio.create_task_group() as tg:
+            # While the client initializes and lists tools, a thread prepares what the first call
+            # would otherwise wait for (~100 ms): the call path's modules and, unless the embedded
+            # sandbox must start first (it starts on the first call), the API client itself.
+            tg.start_soon(_prepare, runtime)
+            try:
+                yield runtime
+            finally:
+                tg.cancel_scope.cancel()
+                await runtime.aclose()
 
     async def list_tools(ctx: Any, _params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
         granted = granted_scopes(ctx.request)  # OAuth hook: only the tools the token's scopes allow
         return listed if granted is None else types.ListToolsResult(tools=allowed_tools(listed.tools, granted))
 
-    async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+    async def on_call_tool(ctx: Any, params: types.CallToolRequestParams) -> Any:
         if discovery is not None and params.name in discovery.names:
-            return await discovery.call(ctx, params)  # call_tool comes back here with the tool's name
-        tool = by_name.get(params.name)
-        if tool is None:
-            if params.name in withheld:  # a tool of ours this server's flags turned off
-                log.info("tool=%s status=withheld", params.name)
-                return _call_result(ToolResult(withheld[params.name], None, True))
-            raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {params.name!r}. Call tools/list for the tool names.")
-        refusal = scope_refusal(ctx.request, tool.name)  # OAuth hook: the scope of the tool actually run
-        if refusal is not None:
-            return _call_result(ToolResult(refusal, None, True))
-        runtime: CrmRuntime = ctx.lifespan_context
-        try:  # HTTP mode: a request may bring its own tenant's Apideck credentials (OAuth: from its token)
-            credentials = request_credentials(ctx.request, params.arguments)
-        except TenantHeaderError as exc:
-            return _call_result(ToolResult(str(exc), None, True))
-        if tool.kind == "workflow":
-            from crm_mcp.workflows import run_workflow
+            return await discovery.call(ctx, params)
+        tool = offered.get(params.name)
+        if tool is not None:
+            return await run_tool(ctx, params, tool, params.arguments)
+        if params.name in withheld:  # a tool of ours this server's flags turned off
+            log.info("tool=%s status=withheld", params.name)
+            return _call_result(ToolResult(withheld[params.name], None, True))
+        raise MCPError(types.INVALID_PARAMS, f"Unknown tool: {params.name!r}. Call tools/list for the tool names.")
 
-            result = await run_workflow(runtime, tool.name, params.arguments, credentials)
-        else:
-            progress = getattr(getattr(ctx, "session", None), "report_progress", None)  # no-op without a token
-            result = await runtime.call_operation(tool.name, params.arguments, credentials, progress=progress)
-        return _call_result(result)
-
-    # Resources, prompts (crm_mcp.mcp_resources, crm_mcp.prompts) and delete confirmation (crm_mcp.confirm).
-    from crm_mcp import mcp_resources
+    from crm_mcp.mcp_resources import Resources
     from crm_mcp.prompts import Prompts
 
-    on_call_tool: Any = call_tool
-    if confirm_destructive:
-        from crm_mcp import confirm
-
-        on_call_tool = confirm.guard(call_tool, offered=by_name)
     server = Server(
         "crm-mcp",
         version=__version__,
@@ -163,17 +182,19 @@ def build_server(
         on_call_tool=on_call_tool,
         # Without it, the SDK runs (and serializes) tools/list on every HTTP tools/call to check
         # Mcp-Param-* headers: ~3.5 ms of CPU per call.
-        get_tool_input_schema=_input_schemas(listed).get,
-        **mcp_resources.handlers(),
-        **Prompts(by_name).handlers(),
+        get_tool_input_schema={t.name: t.input_schema for t in listed.tools}.get,
+        **Resources(selection.resources if selection else None).handlers(),
+        **Prompts(offered).handlers(),
     )
     if confirm_destructive:
-        confirm.install(server)
+        from crm_mcp.confirm import install
+
+        install(server, settings.request_state_key)
     return server
 
 
-async def run_stdio(server: Server[Any]) -> None:
+async def run_stdio(server: Server[Any], settings: Settings) -> None:
     from crm_mcp.stdio import fast_stdio_server
 
-    async with fast_stdio_server() as (read_stream, write_stream):
+    async with fast_stdio_server(use_sdk=settings.sdk_stdio) as (read_stream, write_stream):
         await server.run(read_stream, write_stream, server.create_initialization_options())

@@ -138,13 +138,14 @@ def _is_pipe(fd: int) -> bool:
 
 
 @asynccontextmanager
-async def fast_stdio_server() -> AsyncIterator[Any]:
-    """Like `mcp.server.stdio.stdio_server()`, on the event loop's pipe transports when it can."""
+async def fast_stdio_server(*, use_sdk: bool = False) -> AsyncIterator[Any]:
+    """Like `mcp.server.stdio.stdio_server()`, on the event loop's pipe transports when it can
+    (`use_sdk`, the CRM_MCP_SDK_STDIO setting: the SDK's own transport instead)."""
     from mcp.server import stdio as sdk_stdio
 
     claim = getattr(sdk_stdio, "_claim_fd", None)  # private in the SDK: fall back if it goes away
     usable = sys.platform != "win32" and _is_pipe(0) and _is_pipe(1)
-    if claim is None or not usable or os.environ.get("CRM_MCP_SDK_STDIO"):
+    if claim is None or not usable or use_sdk:
         async with sdk_stdio.stdio_server() as streams:
             yield streams
         return

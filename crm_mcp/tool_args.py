@@ -24,7 +24,6 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema, create_model
 from pydantic.json_schema import SkipJsonSchema
 
-from crm_mcp.config import Settings
 from crm_mcp.operations import Operation, model
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -219,9 +218,11 @@ def args_model(
     return create_model(name, __base__=ToolArgs, **fields)
 
 
-def args_model_for(op: Operation, settings: Settings) -> type[ToolArgs]:
-    """The argument model of `op` on a server with `settings` (per-call consumer switching)."""
-    return args_model(op, settings.per_call_consumer, settings.allowed_consumers)
+@cache
+def switching_model(base: type[BaseModel], allowed_consumers: frozenset[str] | None) -> type[BaseModel]:
+    """`base` (a tool's argument model, switching off) taking `consumer_id` / `service_id`: the
+    model a server with per-call consumer switching on validates calls with."""
+    return create_model(base.__name__, __base__=base, **consumer_fields(True, allowed_consumers))
 
 
 def split_arguments(op: Operation, args: ToolArgs) -> tuple[dict[str, str], dict[str, Any], dict[str, Any] | None]:

@@ -1,23 +1,40 @@
-"""One MCP tool per operation of the contract: names, titles, descriptions, schemas, annotations.
+"""The tool registry: every tool this server can offer, each one `Tool` value.
 
-Everything here is derived from the generated operation table; nothing is written per
-resource except a one-line hint where the contract's names alone don't tell an agent how the
-resource is used (how notes attach, how an opportunity changes stage).
+A tool is its name, title, description, argument model, published input and output schema,
+annotations, the resources it touches, the OAuth scope it needs, and its handler. Operation tools
+are declared here from the contract's operation table; each workflow tool is declared once beside
+its handler (`crm_mcp.workflows`). Dispatch, selection, discovery, prompts, confirmation and the
+CLI all read `registry()`; nothing else lists tools.
+
+The published input schemas (`crm_mcp/generated/tools.json`) are precomputed by
+`tools/generate.py` from these declarations: building the 50 argument models and their schemas
+takes ~0.35 s, which every desktop client would otherwise wait for at start-up. A test checks that
+the file equals what `derive_input_schema` computes from the declarations.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from crm_mcp.operations import OPERATIONS, Operation, operation
+from crm_mcp.operations import OPERATIONS, Operation
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from crm_mcp.runtime import Run, ToolResult
 
 TOOLS_JSON = "tools.json"  # in crm_mcp/generated/, written by tools/generate.py
 
-KINDS = ("list", "get", "create", "update", "delete")
+Scope = Literal["crm:read", "crm:write", "crm:delete"]
+WORKFLOWS = "workflows"  # the toolset of the workflow tools; an operation tool's toolset is its resource
+
+# How a tool runs once its arguments are valid: (the call's context, the validated arguments).
+Handler = Callable[["Run", Any], Awaitable["ToolResult"]]
 
 # What the operation table cannot say: how an agent uses the resource.
 RESOURCE_HINTS: dict[tuple[str, str], str] = {
@@ -27,8 +44,6 @@ RESOURCE_HINTS: dict[tuple[str, str], str] = {
 }
 
 _DESCRIPTIONS = {
-    "list": "Find {plural}: filter, sort, page with cursor.",
-    "get": "One {singular} by id: key fields; fields=[\"*\"] for all.",
     "create": "Create {a} {singular}.",
     "update": "Change {a} {singular}; only the fields given change.",
     "delete": "Delete {a} {singular} by id. Cannot be undone.",
@@ -37,12 +52,14 @@ _DESCRIPTIONS = {
 _TITLES = {"list": "List {plural}", "get": "Get {singular}", "create": "Create {singular}",
            "update": "Update {singular}", "delete": "Delete {singular}"}
 
+_SCOPES: dict[str, Scope] = {"list": "crm:read", "get": "crm:read", "create": "crm:write",
+                             "update": "crm:write", "delete": "crm:delete"}
+
 # Annotations true to each kind of operation. The protocol's defaults are readOnlyHint=false,
 # destructiveHint=true, idempotentHint=false, openWorldHint=true (every tool here reaches an
 # outside CRM, so open-world holds for all), and destructive/idempotent only mean something
 # when readOnlyHint is false. Only hints that differ from those defaults are sent: 50 tools
 # x 4 hints spelled out would cost ~900 tokens on every turn to say what the defaults say.
-ANNOTATION_DEFAULTS = {"readOnlyHint": False, "destructiveHint": True, "idempotentHint": False, "openWorldHint": True}
 _ANNOTATIONS: dict[str, dict[str, bool]] = {
     "list": {"readOnlyHint": True},
     "get": {"readOnlyHint": True},
@@ -53,17 +70,31 @@ _ANNOTATIONS: dict[str, dict[str, bool]] = {
 
 
 @dataclass(frozen=True)
-class ToolDef:
-    """A tool as tools/list publishes it, with the operation it runs (None for workflow tools)."""
+class Tool:
+    """One tool: what tools/list publishes, what validates and runs a call, what it touches."""
 
     name: str
     title: str
     description: str
-    input_schema: dict[str, Any]
+    args: Callable[[], type[BaseModel]]  # the argument model, built on first use
     output_schema: dict[str, Any]
     annotations: dict[str, bool]
-    kind: str  # list | get | create | update | delete | workflow
-    operation: Operation | None = None
+    resources: frozenset[str]  # what it reads or writes: --resources keeps it when all are chosen
+    scope: Scope  # the OAuth scope a caller needs
+    toolset: str  # its resource for an operation tool; WORKFLOWS for a workflow tool
+    handler: Handler
+    operation: Operation | None = None  # the contract operation an operation tool runs
+    input_schema: dict[str, Any] = field(default_factory=dict)  # published: see `registry()`
+
+    @property
+    def kind(self) -> str:
+        """list | get | create | update | delete, or workflow."""
+        return self.operation.action if self.operation is not None else "workflow"
+
+    @property
+    def writes(self) -> bool:
+        """Whether calling it can change the CRM."""
+        return self.scope != "crm:read"
 
     def to_wire(self) -> dict[str, Any]:
         """The tool's JSON as tools/list returns it."""
@@ -77,65 +108,89 @@ class ToolDef:
         }
 
 
+def derive_input_schema(tool: Tool) -> dict[str, Any]:
+    """The input schema `tool` publishes: the compaction of its argument model."""
+    from crm_mcp.schema_compact import compact_schema
+
+    schema = tool.args().model_json_schema(by_alias=True)
+    return compact_schema(schema)
+
+
 def _nouns(op: Operation) -> dict[str, str]:
+    from crm_mcp.operations import resource
+
     plural = op.resource.replace("_", " ")
-    singular = plural[:-3] + "y" if plural.endswith("ies") else plural.removesuffix("s")
+    singular = resource(op.resource).singular.replace("_", " ")
     return {"plural": plural, "singular": singular, "a": "an" if singular[0] in "aeio" else "a"}  # "a user"
 
 
-def build_operation_tool(op: Operation) -> ToolDef:
-    """The tool for `op`, computed from the models (~7 ms each; see `operation_tools`)."""
+def describe_operation(op: Operation) -> str:
+    """What the tool does, from what it really takes: a list without filters is not "filterable"."""
+    nouns = _nouns(op)
+    if op.action == "list":
+        ways = [w for w, p in (("filter", op.filter_model), ("sort", op.sort_model)) if p]
+        if "cursor" in op.query_params:
+            ways.append("page with cursor")
+        text = f"Find {nouns['plural']}" + (f": {', '.join(ways)}." if ways else ".")
+    elif op.action == "get":
+        text = f"One {nouns['singular']} by id: " + (
+            'key fields; fields=["*"] for all.' if "fields" in op.query_params else "all fields."
+        )
+    else:
+        text = _DESCRIPTIONS[op.action].format(**nouns)
+    hint = RESOURCE_HINTS.get((op.resource, op.action))
+    return f"{text} {hint}" if hint else text
+
+
+def operation_tool(op: Operation) -> Tool:
+    """The declaration of the tool that runs `op` (its input schema is published by `registry()`)."""
     from crm_mcp.render import output_schema  # render owns the result shapes
-    from crm_mcp.schema_compact import compact_schema
+    from crm_mcp.run_operation import run_operation
     from crm_mcp.tool_args import args_model
 
-    nouns = _nouns(op)
-    description = _DESCRIPTIONS[op.action].format(**nouns)
-    hint = RESOURCE_HINTS.get((op.resource, op.action))
-    if hint:
-        description += " " + hint
-    schema = compact_schema(args_model(op).model_json_schema(by_alias=True))
-    return ToolDef(
+    async def handler(run: Run, args: Any) -> ToolResult:
+        return await run_operation(run, op, args)
+
+    return Tool(
         name=op.tool_name,
-        title=_TITLES[op.action].format(**nouns).capitalize(),
-        description=description,
-        input_schema=schema,
+        title=_TITLES[op.action].format(**_nouns(op)).capitalize(),
+        description=describe_operation(op),
+        args=lambda: args_model(op),
         output_schema=output_schema(op.action),
         annotations=dict(_ANNOTATIONS[op.action]),
-        kind=op.action,
+        resources=frozenset({op.resource}),
+        scope=_SCOPES[op.action],
+        toolset=op.resource,
+        handler=handler,
         operation=op,
     )
 
 
-def build_operation_tools() -> tuple[ToolDef, ...]:
-    """All 50 operation tools computed afresh, in the contract's order."""
-    return tuple(build_operation_tool(op) for op in OPERATIONS)
+def declarations() -> tuple[Tool, ...]:
+    """Every tool, unpublished: the 50 operation tools in the contract's order, then the workflows."""
+    from crm_mcp.workflows import WORKFLOW_TOOLS
+
+    return (*(operation_tool(op) for op in OPERATIONS), *WORKFLOW_TOOLS)
 
 
-def tools_json(tools: tuple[ToolDef, ...]) -> str:
-    """The precomputed tool list that `tools/generate.py` writes to crm_mcp/generated/tools.json."""
-    rows = [{**t.to_wire(), "kind": t.kind} for t in tools]
+def tools_json(tools: tuple[Tool, ...]) -> str:
+    """The published input schemas, by tool name, as `tools/generate.py` writes them."""
+    rows = {t.name: derive_input_schema(t) for t in tools}
     return json.dumps(rows, indent=1, ensure_ascii=False) + "\n"
 
 
 @cache
-def operation_tools() -> tuple[ToolDef, ...]:
-    """All 50 operation tools, in the contract's order (stable across runs).
-
-    Read from the list precomputed at generation time: building the 50 argument models and
-    their schemas takes ~0.35 s, which every desktop client would otherwise wait for at start-up
-    (a test checks that the file equals what `build_operation_tools` computes)."""
+def registry() -> tuple[Tool, ...]:
+    """Every tool this server knows, published (stable order; the selection narrows it)."""
     text = resources.files("crm_mcp.generated").joinpath(TOOLS_JSON).read_text(encoding="utf-8")
-    return tuple(
-        ToolDef(
-            name=row["name"],
-            title=row["title"],
-            description=row["description"],
-            input_schema=row["inputSchema"],
-            output_schema=row["outputSchema"],
-            annotations=row["annotations"],
-            kind=row["kind"],
-            operation=operation(row["name"]),
-        )
-        for row in json.loads(text)
-    )
+    schemas = json.loads(text)
+    return tuple(replace(t, input_schema=schemas[t.name]) for t in declarations())
+
+
+def by_name() -> dict[str, Tool]:
+    return {t.name: t for t in registry()}
+
+
+def operation_tools() -> tuple[Tool, ...]:
+    """The 50 operation tools, in the contract's order."""
+    return tuple(t for t in registry() if t.operation is not None)

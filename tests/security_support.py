@@ -27,7 +27,7 @@ from crm_mcp.operations import Operation, operation
 from crm_mcp.render import FRAME
 from crm_mcp.server import build_server
 from crm_mcp.tool_args import args_model, with_consumer_arguments
-from crm_mcp.tools import ToolDef, operation_tools
+from crm_mcp.tools import Tool, operation_tools
 
 # What a result must never show: a traceback, a source location, the validation library, our paths.
 INTERNAL_MARKERS = (
@@ -105,7 +105,7 @@ def assert_serving(session: BlockingSession) -> None:
 # ----------------------------------------------------------------------------- tool schemas
 
 
-def tools() -> tuple[ToolDef, ...]:
+def tools() -> tuple[Tool, ...]:
     """The operation tools as a server of `settings_for` (per-call consumers on) lists them."""
     return tuple(replace(t, input_schema=with_consumer_arguments(t.input_schema)) for t in operation_tools())
 
@@ -339,7 +339,7 @@ def settings_for(base_url: str, consumer: str, api_key: str = "test-secret-key")
     return Settings(api_key=api_key, app_id="test-app", consumer_id=consumer, base_url=base_url, per_call_consumer=True)
 
 
-def operation_of(tool: ToolDef) -> Operation:
+def operation_of(tool: Tool) -> Operation:
     return tool.operation or operation(tool.name)
 
 

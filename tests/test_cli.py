@@ -8,6 +8,8 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
+
 from crm_mcp.tokens import json_tokens
 from crm_mcp.tools import operation_tools
 
@@ -21,6 +23,7 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     )
 
 
+@pytest.mark.slow
 def test_tools_prints_every_tool_with_its_tokens() -> None:
     result = run("tools")
     assert result.returncode == 0, result.stderr
@@ -34,6 +37,7 @@ def test_tools_prints_every_tool_with_its_tokens() -> None:
     assert int(total.split()[-1]) == json_tokens([t.to_wire() for t in operation_tools()])
 
 
+@pytest.mark.slow
 def test_call_runs_a_tool_on_the_embedded_sandbox() -> None:
     result = run("call", "list_contacts", json.dumps({"filter": {"email": "jane.doe@acme.example"}}))
     assert result.returncode == 0, result.stderr
@@ -42,6 +46,7 @@ def test_call_runs_a_tool_on_the_embedded_sandbox() -> None:
     assert structured["count"] == 1
 
 
+@pytest.mark.slow
 def test_call_reports_bad_input_and_unknown_tools() -> None:
     bad = run("call", "get_contact", "{}")
     assert bad.returncode == 1 and "id" in bad.stdout and "Traceback" not in bad.stdout + bad.stderr
@@ -58,3 +63,17 @@ def test_half_configured_credentials_stop_the_server_with_a_clear_message() -> N
     assert "sk_live_x" not in result.stderr
     result = run(env={"APIDECK_APP_ID": "app"})
     assert result.returncode == 2 and "APIDECK_API_KEY" in result.stderr
+
+
+def test_a_short_request_state_key_stops_the_server_with_a_clear_message(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from crm_mcp import cli
+
+    for name in [n for n in os.environ if n.startswith("APIDECK_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("CRM_MCP_REQUEST_STATE_KEY", "too-short-key")
+    assert cli.main(["serve", "--confirm-destructive"]) == 2
+    err = capsys.readouterr().err
+    assert "configuration error: CRM_MCP_REQUEST_STATE_KEY must be at least 32 characters" in err
+    assert "too-short-key" not in err and "Traceback" not in err

@@ -6,6 +6,7 @@ through the sandbox's own HTTP API."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -18,8 +19,10 @@ from mcp.shared.exceptions import MCPError
 from mcp_support import sandbox_settings, serve_in_thread, text_of
 
 from crm_mcp.cli import build_parser
+from crm_mcp.client import RetryPolicy
 from crm_mcp.config import Settings
-from crm_mcp.confirm import INPUT_KEY, REQUESTED_SCHEMA, delete_target
+from crm_mcp.confirm import INPUT_KEY, REQUESTED_SCHEMA
+from crm_mcp.operations import OPERATIONS
 from crm_mcp.selection import Selection
 from crm_mcp.server import build_server
 
@@ -137,14 +140,59 @@ async def test_other_records_are_named_and_other_tools_never_ask(
 
 
 @pytest.mark.parametrize("mode", list(MODES))
-async def test_nothing_to_delete_is_not_asked(settings: Settings, mode: str) -> None:
+async def test_invalid_arguments_are_not_asked(settings: Settings, mode: str) -> None:
     asker = Asker("accept")
     async with _client(settings, mode, asker) as client:
-        missing = await client.call_tool("delete_contact", {"id": "con_9999"})
         invalid = await client.call_tool("delete_contact", {})
     assert asker.asked == []
-    assert missing.is_error and "con_9999" in text_of(missing)
     assert invalid.is_error and "Invalid arguments for delete_contact" in text_of(invalid)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+async def test_a_record_that_cannot_be_looked_up_is_still_asked(settings: Settings, mode: str) -> None:
+    """Naming the record is only for the question: when the lookup gets a 404, the user is asked all
+    the same (with the id alone), and the delete then says what the API says."""
+    asker = Asker("decline")
+    async with _client(settings, mode, asker) as client:
+        declined = await client.call_tool("delete_contact", {"id": "con_9999"})
+    [question] = asker.asked
+    assert question.message == "Delete contact con_9999? This cannot be undone."
+    assert declined.is_error
+    assert text_of(declined).startswith("Not deleted: the user declined deleting contact con_9999.")
+
+    asker = Asker("accept")
+    async with _client(settings, mode, asker) as client:
+        accepted = await client.call_tool("delete_contact", {"id": "con_9999"})
+    assert len(asker.asked) == 1 and accepted.is_error and "con_9999" in text_of(accepted)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+async def test_a_failed_lookup_never_deletes_without_asking(
+    sandbox_server: Any, settings: Settings, api: httpx2.Client, mode: str
+) -> None:
+    """The lookup fails (404, or the API answers 500): a client that cannot ask gets the delete
+    refused; nothing is deleted either way."""
+    deletes = sandbox_server.faults.count(method="DELETE", path="/crm/contacts/*")
+    async with _client(settings, mode, None, client_options={"retry": RetryPolicy.never()}) as client:
+        missing = await client.call_tool("delete_contact", {"id": "con_9999"})
+        sandbox_server.faults.fail(500, times=1, methods={"GET"}, path="/crm/contacts/con_0001")
+        try:
+            failed = await client.call_tool("delete_contact", {"id": "con_0001"})
+        finally:
+            sandbox_server.faults.clear()
+    for result, record in ((missing, "con_9999"), (failed, "con_0001")):
+        assert result.is_error and text_of(result).startswith("Not deleted:"), text_of(result)
+        assert "does not support elicitation" in text_of(result) and record in text_of(result)
+    assert sandbox_server.faults.count(method="DELETE", path="/crm/contacts/*") == deletes
+    assert api.get("/crm/contacts/con_0001").status_code == 200
+
+
+def test_every_delete_tool_and_only_those_needs_the_delete_scope() -> None:
+    from crm_mcp.tools import registry
+
+    deleting = {t.name for t in registry() if t.scope == "crm:delete"}
+    assert deleting == {op.tool_name for op in OPERATIONS if op.action == "delete"}
+    assert len(deleting) == 10
 
 
 @pytest.mark.parametrize("mode", list(MODES))
@@ -209,16 +257,6 @@ async def test_modern_rounds_are_bound_to_the_question(settings: Settings, api: 
     assert api.get("/crm/contacts/con_0002").status_code == 200
 
 
-def test_delete_target_direct_and_through_a_dispatcher() -> None:
-    op, args = delete_target("delete_contact", {"id": "con_0001"}) or (None, None)
-    assert op is not None and op.tool_name == "delete_contact" and args == {"id": "con_0001"}
-    op, args = delete_target("call_tool", {"name": "delete_note", "arguments": {"id": "not_001"}}) or (None, None)
-    assert op is not None and op.tool_name == "delete_note" and args == {"id": "not_001"}
-    assert delete_target("get_contact", {"id": "con_0001"}) is None
-    assert delete_target("search_crm", {"query": "delete"}) is None
-    assert delete_target("create_note", {"title": "delete_contact", "content": "x"}) is None
-
-
 def test_cli_flag_on_both_positions() -> None:
     parser = build_parser()
     assert parser.parse_args(["--confirm-destructive"]).confirm_destructive is True
@@ -275,20 +313,19 @@ async def test_over_streamable_http(
         assert api.get("/crm/contacts/con_0001").status_code == 200
 
 
-async def test_replicas_sharing_a_key_accept_each_others_state(
-    settings: Settings, api: httpx2.Client, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_replicas_sharing_a_key_accept_each_others_state(settings: Settings, api: httpx2.Client) -> None:
     """Behind a load balancer the retry may reach another replica: with CRM_MCP_REQUEST_STATE_KEY
     it can unseal the state; without it (a per-process key) it refuses it, and deletes nothing."""
     accept = types.ElicitResult(action="accept", content={"confirm": True})
     args = {"id": "con_0001"}
 
     async def first_round() -> types.InputRequiredResult:
-        async with _client(settings, "auto", Asker()) as one:
+        async with _client(shared, "auto", Asker()) as one:
             first = await one.session.call_tool("delete_contact", args, allow_input_required=True)
         assert isinstance(first, types.InputRequiredResult)
         return first
 
+    shared = settings
     first = await first_round()  # a per-process key: another server cannot read it
     async with _client(settings, "auto", Asker()) as other:
         with pytest.raises(MCPError, match="requestState"):
@@ -296,9 +333,9 @@ async def test_replicas_sharing_a_key_accept_each_others_state(
                                           request_state=first.request_state, allow_input_required=True)
     assert api.get("/crm/contacts/con_0001").status_code == 200
 
-    monkeypatch.setenv("CRM_MCP_REQUEST_STATE_KEY", "k" * 40)
+    shared = dataclasses.replace(settings, request_state_key="k" * 40)  # CRM_MCP_REQUEST_STATE_KEY
     first = await first_round()
-    async with _client(settings, "auto", Asker()) as other:
+    async with _client(shared, "auto", Asker()) as other:
         done = await other.session.call_tool("delete_contact", args, input_responses={INPUT_KEY: accept},
                                              request_state=first.request_state, allow_input_required=True)
     assert isinstance(done, types.CallToolResult) and not done.is_error

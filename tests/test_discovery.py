@@ -17,8 +17,7 @@ from crm_mcp.cli import build_parser, selection_from_args
 from crm_mcp.selection import Selection, SelectionError, select_tools
 from crm_mcp.server import build_server
 from crm_mcp.tokens import compact_json, count_tokens, json_tokens
-from crm_mcp.tools import operation_tools
-from crm_mcp.workflows import workflow_tools
+from crm_mcp.tools import operation_tools, registry
 
 pytestmark = pytest.mark.anyio
 
@@ -180,7 +179,7 @@ async def test_find_by_words_resource_and_the_index(client: Client) -> None:
     assert set(names) == {"list_notes", "get_note", "create_note", "update_note", "delete_note", "get_account_overview",
                           "log_interaction"}
     index = text_of(await client.call_tool("find_tools", {}))
-    every = [t.name for t in (*operation_tools(), *workflow_tools())]
+    every = [t.name for t in registry()]
     assert all(name in index for name in every)
     assert count_tokens(index) <= 300
     none = await client.call_tool("find_tools", {"query": "zzyzx"})

@@ -25,7 +25,7 @@ from crm_mcp.config import Settings
 from crm_mcp.sandbox.server import SandboxServer
 from crm_mcp.server import build_server
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 READS = int(os.environ.get("CRM_MCP_FAULT_READS", "1000"))
 CREATES = int(os.environ.get("CRM_MCP_FAULT_CREATES", "200"))

@@ -22,6 +22,8 @@ from typing import Any
 import httpx2
 import pytest
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 INSTALL_COMMAND = "npm install --prefix .ci/inspector @modelcontextprotocol/inspector@0.15.0"
 SERVER_ENV = {
@@ -46,7 +48,7 @@ if INSPECTOR is None:
     reason = f"MCP Inspector not installed; install it with `{INSTALL_COMMAND}` (needs Node.js and npm)"
     if os.environ.get("CRM_MCP_REQUIRE_INSPECTOR") == "1":
         raise RuntimeError(reason)
-    pytestmark = pytest.mark.skip(reason=reason)
+    pytestmark = [pytest.mark.slow, pytest.mark.skip(reason=reason)]
 
 
 def inspector(target: list[str], *args: str, timeout: float = 60) -> dict[str, Any]:

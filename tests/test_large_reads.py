@@ -112,11 +112,12 @@ async def test_progress_is_reported_to_a_client_that_asks(client: Client) -> Non
 
 
 async def test_without_a_progress_token_nothing_is_reported(settings: Any) -> None:
-    from crm_mcp.runtime import CrmRuntime
+    from crm_mcp.runtime import CrmRuntime, Run, call_tool
+    from crm_mcp.tools import by_name
 
     runtime = CrmRuntime(settings)
     try:
-        result = await runtime.call_operation("list_contacts", {"max_records": 250})  # progress=None
+        result = await call_tool(by_name()["list_contacts"], {"max_records": 250}, Run(runtime))  # progress=None
     finally:
         await runtime.aclose()
     assert not result.is_error and result.structured is not None and result.structured["count"] == 250

@@ -16,9 +16,12 @@ from mcp_support import ContractCheckingTransport, sandbox_settings, text_of, va
 from crm_mcp.operations import OPERATIONS
 from crm_mcp.server import build_server
 from crm_mcp.tokens import json_tokens
-from crm_mcp.tools import ANNOTATION_DEFAULTS, operation_tools
+from crm_mcp.tools import operation_tools
 
 pytestmark = pytest.mark.anyio
+
+# The protocol's defaults for hints a tool leaves out.
+ANNOTATION_DEFAULTS = {"readOnlyHint": False, "destructiveHint": True, "idempotentHint": False, "openWorldHint": True}
 
 EXPECTED_HINTS = {
     "list": {"readOnlyHint": True, "openWorldHint": True},

@@ -32,6 +32,7 @@ def stdio_params(env: dict[str, str] | None = None) -> StdioServerParameters:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
 async def test_stdio_subprocess_on_the_embedded_sandbox(mode: str) -> None:
     """No credentials at all: the server starts its own sandbox and does real work."""
@@ -44,6 +45,7 @@ async def test_stdio_subprocess_on_the_embedded_sandbox(mode: str) -> None:
         assert "con_0001" in text_of(found)
 
 
+@pytest.mark.slow
 async def test_stdio_against_configured_credentials(sandbox_server: Any) -> None:
     settings = sandbox_settings(sandbox_server)
     env = {
@@ -59,6 +61,7 @@ async def test_stdio_against_configured_credentials(sandbox_server: Any) -> None
         assert created.structured_content and created.structured_content["id"]
 
 
+@pytest.mark.slow
 def test_stdout_carries_only_protocol_messages() -> None:
     """Raw stdio: every line the server writes to stdout is a JSON-RPC message."""
     requests = [

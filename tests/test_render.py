@@ -122,6 +122,7 @@ def measure() -> dict[str, float]:
     return out
 
 
+@pytest.mark.slow
 def test_measure_prints_the_ratios() -> None:
     ratios = measure()
     width = max(map(len, ratios))

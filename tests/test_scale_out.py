@@ -27,7 +27,7 @@ from mcp_support import text_of
 
 from crm_mcp.sandbox.server import SandboxServer
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"

@@ -37,10 +37,8 @@ from crm_mcp.schema_compact import compact_schema
 from crm_mcp.selection import Selection
 from crm_mcp.server import build_server
 from crm_mcp.tokens import json_tokens
-from crm_mcp.tool_args import REPLACES_LIST, args_model, with_consumer_arguments
-from crm_mcp.tools import operation_tools
-from crm_mcp.workflows import workflow_tools
-from crm_mcp.workflows.args import args_model_for as workflow_args_for
+from crm_mcp.tool_args import REPLACES_LIST, args_model, switching_model, with_consumer_arguments
+from crm_mcp.tools import operation_tools, registry
 
 pytestmark = pytest.mark.anyio
 
@@ -393,9 +391,8 @@ def test_published_consumer_arguments_are_those_the_model_validates() -> None:
         assert on == with_consumer_arguments(tool.input_schema), tool.name
         off = compact_schema(args_model(tool.operation).model_json_schema(by_alias=True))
         assert off == tool.input_schema, tool.name
-    on_settings = Settings(api_key="k", app_id="a", consumer_id="c", per_call_consumer=True)
-    for tool in workflow_tools():
-        on = compact_schema(workflow_args_for(tool.name, on_settings).model_json_schema(by_alias=True))
+    for tool in registry():  # the pipeline's model when switching is on, workflows included
+        on = compact_schema(switching_model(tool.args(), None).model_json_schema(by_alias=True))
         assert on == with_consumer_arguments(tool.input_schema), tool.name
 
 

@@ -16,7 +16,7 @@ from crm_mcp import cli
 from crm_mcp.operations import OPERATIONS
 from crm_mcp.selection import Selection, SelectionError, parse_names, select_tools
 from crm_mcp.server import build_server
-from crm_mcp.workflows import WORKFLOW_NAMES
+from crm_mcp.tools import WORKFLOWS, registry
 
 pytestmark = pytest.mark.anyio
 
@@ -170,7 +170,7 @@ def test_contradictions_are_startup_errors() -> None:
 async def test_workflows_on_and_off(settings: Any) -> None:
     async with Client(build_server(settings, selection=Selection(workflows=True))) as c:
         listed = await names(c)
-    assert listed == [*[op.tool_name for op in OPERATIONS], *WORKFLOW_NAMES]
+    assert listed == [*[op.tool_name for op in OPERATIONS], *(t.name for t in registry() if t.toolset == WORKFLOWS)]
     async with Client(build_server(settings, selection=Selection(workflows=False))) as c:
         assert await names(c) == [op.tool_name for op in OPERATIONS]
         off = await c.call_tool("search_crm", {"query": "Acme"})
@@ -223,6 +223,7 @@ def test_cli_refuses_a_bad_selection_before_serving(
     assert needle in err and "crm-mcp:" in err
 
 
+@pytest.mark.slow
 async def test_stdio_read_only_subprocess() -> None:
     import os
 

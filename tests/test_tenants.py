@@ -59,6 +59,7 @@ def tenant(consumer: str, key: str) -> dict[str, str]:
     return {"x-apideck-api-key": key, "x-apideck-app-id": "tenant-app", "x-apideck-consumer-id": consumer}
 
 
+@pytest.mark.slow
 async def test_two_tenants_interleaved_see_only_their_own_data(
     mcp_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -20,9 +20,16 @@ from crm_mcp.schema_compact import compact_schema
 from crm_mcp.selection import Selection
 from crm_mcp.server import build_server
 from crm_mcp.tokens import json_tokens
-from crm_mcp.workflows import ARGS, EXACT, PREFIX, SUBSTRING, WORD, grade, searches_for, workflow_tools
+from crm_mcp.tools import WORKFLOWS, registry
+from crm_mcp.workflows import EXACT, PREFIX, SUBSTRING, WORD, grade, searches_for
 
 pytestmark = pytest.mark.anyio
+
+
+
+def workflow_tools() -> list[Any]:
+    return [t for t in registry() if t.toolset == WORKFLOWS]
+
 
 SCHEMAS = {t.name: t.output_schema for t in workflow_tools()}
 
@@ -82,7 +89,7 @@ def test_definitions_are_compact_and_valid() -> None:
         jsonschema.Draft202012Validator.check_schema(tool.input_schema)
         jsonschema.Draft202012Validator.check_schema(tool.output_schema)
         # the published schema is exactly the compaction of the model that validates the call
-        model_schema = ARGS[tool.name].model_json_schema(by_alias=True)
+        model_schema = tool.args().model_json_schema(by_alias=True)
         assert compact_schema(model_schema) == tool.input_schema, tool.name
     hints = {t.name: t.annotations for t in workflow_tools()}
     assert hints["search_crm"] == {"readOnlyHint": True} == hints["get_account_overview"]

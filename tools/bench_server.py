@@ -8,17 +8,21 @@
    HTTP request made directly with `ApideckClient.call` (same credentials and consumer) from this
    process. The overhead is median(a) - median(b); the median of the paired differences a - b is
    shown too. Target: overhead median <= 2 ms. A breakdown table adds, interleaved with (a) and
-   (b): (c) the tool run in this process with `CrmRuntime.call_operation` (validation + HTTP +
+   (b): (c) the tool run in this process with the pipeline (`crm_mcp.runtime.call_tool`) (validation + HTTP +
    rendering, no MCP), (d) the same server built in this process behind an MCP client on the SDK's
-   memory streams (MCP without stdio), and (e) the call_operation time the stdio server itself logs;
+   memory streams (MCP without stdio), and (e) the pipeline time the stdio server itself logs;
    and the round trip of a tools/call that fails argument validation (stdio + SDK floor, no HTTP).
 2. Start-up. Spawn `python -m crm_mcp` (stdio, embedded sandbox, CRM_MCP_SANDBOX_DB=:memory:),
    speak raw JSON-RPC over its pipes (initialize, notifications/initialized, tools/list) and time
    spawn -> tools/list response line; compare with spawn -> exit of
-   `python -c "import mcp.server.lowlevel"`. R runs each, interleaved. Target: difference <= 150 ms.
+   `python -c "import mcp.server.lowlevel"`. R runs each, interleaved. Target: difference <= 50 ms.
    Children use a temporary PYTHONPYCACHEPREFIX (bytecode cached as in an installed package, nothing
    written to the tree); one extra row shows the server started as this environment would start it
    from a checkout when PYTHONDONTWRITEBYTECODE is set (crm_mcp compiled from source every time).
+
+3. First call. R fresh `python -m crm_mcp` processes over stdio against the sandbox of part 1 (its
+   consumer already seeded): the round trip of the first tools/call (list_contacts) right after
+   tools/list, against the median of the warm calls that follow. Target: difference <= 30 ms.
 
 Defaults take under a minute on 2 cores (about 50 s while other test suites kept both cores busy).
 Only measures: writes nothing into the tree (bytecode goes to a temporary directory).
@@ -51,13 +55,16 @@ from mcp.client.stdio import StdioServerParameters, stdio_client  # noqa: E402
 from crm_mcp.client import ApideckClient  # noqa: E402
 from crm_mcp.config import Settings  # noqa: E402
 from crm_mcp.operations import operation  # noqa: E402
-from crm_mcp.runtime import CrmRuntime  # noqa: E402
+from crm_mcp.runtime import CrmRuntime, Run, call_tool  # noqa: E402
 from crm_mcp.sandbox.server import SandboxServer  # noqa: E402
 from crm_mcp.server import build_server  # noqa: E402
+from crm_mcp.tools import by_name  # noqa: E402
 
 PROTOCOL_VERSION = "2025-11-25"
 OVERHEAD_TARGET_MS = 2.0
-STARTUP_TARGET_MS = 150.0
+STARTUP_TARGET_MS = 50.0
+FIRST_CALL_TARGET_MS = 30.0
+WARM_CALLS = 5  # warm calls after the first, per session of part 3
 
 API_KEY = "bench-key"
 APP_ID = "bench-app"
@@ -146,10 +153,10 @@ async def bench_calls(sandbox: SandboxServer, calls: int, warmup: int, mode: str
         "APIDECK_BASE_URL": sandbox.base_url,
     }
     # default log level (info): the server logs one line per call, as in real use, with the time its
-    # CrmRuntime.call_operation took ("tool=get_contact status=200 ms=1.2"); read back below
+    # the pipeline (`crm_mcp.runtime.call_tool`) took ("tool=get_contact status=200 ms=1.2"); read back below
     params = StdioServerParameters(command=sys.executable, args=["-m", "crm_mcp"], env=env, cwd=str(ROOT))
     direct = ApideckClient(api_key=API_KEY, app_id=APP_ID, consumer_id=CONSUMER_ID, base_url=sandbox.base_url)
-    # the tool code without MCP: CrmRuntime.call_operation (validate, HTTP, render) in this process
+    # the tool code without MCP: the pipeline (`crm_mcp.runtime.call_tool`) (validate, HTTP, render) in this process
     settings = Settings(api_key=API_KEY, app_id=APP_ID, consumer_id=CONSUMER_ID, base_url=sandbox.base_url)
     runtime = CrmRuntime(settings)
     results: list[dict[str, Any]] = []
@@ -190,7 +197,7 @@ async def bench_calls(sandbox: SandboxServer, calls: int, warmup: int, mode: str
 
                 async def via_runtime(tool: str, args: dict[str, Any], expect: str) -> float:
                     t0 = time.perf_counter()
-                    result = await runtime.call_operation(tool, args)
+                    result = await call_tool(by_name()[tool], args, Run(runtime))
                     elapsed = time.perf_counter() - t0
                     if result.is_error or expect not in result.text:
                         raise SystemExit(f"{tool} {args} failed in-process: {result.text[:300]}")
@@ -232,7 +239,7 @@ async def bench_calls(sandbox: SandboxServer, calls: int, warmup: int, mode: str
                 await runtime.aclose()
         server_log.seek(0)
         logged = server_log.read()
-    # the server's own call_operation times, in call order (warm-up calls included)
+    # the server's own pipeline times, in call order (warm-up calls included)
     times = [float(m) for m in re.findall(r"tool=\w+ status=200 ms=([0-9.]+)", logged)]
     cases = [r for r in results if "mcp" in r]
     if len(times) == len(cases) * (warmup + calls):
@@ -302,10 +309,10 @@ def report_calls(results: list[dict[str, Any]], calls: int, warmup: int) -> bool
     )
     print()
     print(
-        "Breakdown (medians, ms). (b) direct HTTP; (c) `CrmRuntime.call_operation` in this process = "
+        "Breakdown (medians, ms). (b) direct HTTP; (c) the pipeline (`crm_mcp.runtime.call_tool`) in this process = "
         "validation + HTTP + rendering, no MCP; (d) the same server in this process through an MCP "
         "client over the SDK's memory streams = (c) + SDK session (both ends), no stdio; (a) over stdio; "
-        "(e) the time the stdio server's own log gives for call_operation (0.1 ms resolution).\n"
+        "(e) the time the stdio server's own log gives for the pipeline (0.1 ms resolution).\n"
     )
     brows = []
     for r in results:
@@ -321,11 +328,11 @@ def report_calls(results: list[dict[str, Any]], calls: int, warmup: int) -> bool
                 "(c) runtime",
                 "(d) MCP in-process",
                 "(a) MCP stdio",
-                "(e) call_operation inside the stdio server (its log)",
+                "(e) the pipeline inside the stdio server (its log)",
                 "tool code: validate + render (c - b)",
                 "SDK session, both ends (d - c)",
                 "stdio pipes + 2nd process (a - d)",
-                "all outside call_operation, over stdio (a - e)",
+                "all outside the pipeline, over stdio (a - e)",
             ],
             brows,
         )
@@ -360,7 +367,12 @@ def _read_until(proc: subprocess.Popen[bytes], want_id: int) -> dict[str, Any]:
 
 def time_server_startup(env: dict[str, str]) -> float:
     """Spawn -> tools/list response line of `python -m crm_mcp` on the embedded sandbox."""
-    env = {**env, "CRM_MCP_SANDBOX_DB": ":memory:"}
+    return time_session({**env, "CRM_MCP_SANDBOX_DB": ":memory:"})[0]
+
+
+def time_session(env: dict[str, str], calls: int = 0) -> list[float]:
+    """Spawn -> tools/list response line of `python -m crm_mcp`, then the round trip of each of
+    `calls` tools/call list_contacts {limit: 20}, in seconds: [start-up, first call, second, ...]."""
     with tempfile.TemporaryFile() as errfile:
         t0 = time.perf_counter()
         proc = subprocess.Popen(
@@ -389,7 +401,15 @@ def time_server_startup(env: dict[str, str]) -> float:
             _send(proc, {"jsonrpc": "2.0", "method": "notifications/initialized"})
             _send(proc, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
             listed = _read_until(proc, 2)
-            elapsed = time.perf_counter() - t0
+            elapsed = [time.perf_counter() - t0]
+            for i in range(calls):
+                t1 = time.perf_counter()
+                _send(proc, {"jsonrpc": "2.0", "id": 3 + i, "method": "tools/call",
+                             "params": {"name": "list_contacts", "arguments": {"limit": 20}}})
+                answer = _read_until(proc, 3 + i)
+                elapsed.append(time.perf_counter() - t1)
+                if answer.get("result", {}).get("isError") is not False:
+                    raise RuntimeError(f"list_contacts failed: {answer!r:.300}")
         except Exception:
             proc.kill()
             proc.wait()
@@ -499,12 +519,51 @@ def report_startup(samples: dict[str, list[float]], runs: int) -> bool:
     return ok
 
 
+# ----------------------------------------------------------------------------- 3. first call
+
+
+def bench_first_call(sandbox: SandboxServer, runs: int, pycache: str) -> dict[str, list[float]]:
+    """Per fresh server process (against the sandbox, its consumer already seeded): the first
+    tools/call of the session and the median of the warm calls that follow, in ms."""
+    env = {
+        **{k: v for k, v in CLEAN_ENV.items() if k != "PYTHONDONTWRITEBYTECODE"},
+        "PYTHONPYCACHEPREFIX": pycache,
+        "APIDECK_API_KEY": API_KEY,
+        "APIDECK_APP_ID": APP_ID,
+        "APIDECK_CONSUMER_ID": CONSUMER_ID,
+        "APIDECK_BASE_URL": sandbox.base_url,
+    }
+    time_session(env, 2)  # warm-up: bytecode cache, the consumer's seeded data
+    samples: dict[str, list[float]] = {"first": [], "warm": []}
+    for _ in range(runs):
+        times = time_session(env, 1 + WARM_CALLS)
+        samples["first"].append(ms(times[1]))
+        samples["warm"].append(statistics.median(ms(t) for t in times[2:]))
+    return samples
+
+
+def report_first_call(samples: dict[str, list[float]], runs: int) -> bool:
+    first, warm = statistics.median(samples["first"]), statistics.median(samples["warm"])
+    ok = first - warm <= FIRST_CALL_TARGET_MS
+    print(f"### 3. First call of a session ({runs} fresh server processes over stdio; list_contacts limit 20; ms)\n")
+    print(table(["measurement", "median", "min", "max"], [
+        ["first tools/call after tools/list", first, min(samples["first"]), max(samples["first"])],
+        [f"warm tools/call (median of the {WARM_CALLS} after it)", warm, min(samples["warm"]), max(samples["warm"])],
+    ]))
+    print()
+    verdict = "yes" if ok else f"NO (+{first - warm - FIRST_CALL_TARGET_MS:.1f} ms)"
+    print(table(["difference (medians)", "ms", f"target <= {FIRST_CALL_TARGET_MS:g} ms"],
+                [["first call - warm call", first - warm, verdict]]))
+    print()
+    return ok
+
+
 # ----------------------------------------------------------------------------- main
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, default=150, help="paired calls per tool (default 150)")
+    parser.add_argument("--calls", type=int, default=150, help="paired calls per tool (default 150; 0: skip part 1)")
     parser.add_argument("--runs", type=int, default=8, help="start-up runs per command (default 8)")
     parser.add_argument("--warmup", type=int, default=20, help="warm-up calls per tool and path (default 20)")
     parser.add_argument(
@@ -520,16 +579,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(machine_line())
     print()
 
-    with SandboxServer(db=":memory:") as sandbox:
-        results = anyio.run(bench_calls, sandbox, args.calls, args.warmup, args.mode, backend="asyncio")
-    calls_ok = report_calls(results, args.calls, args.warmup)
-
-    with tempfile.TemporaryDirectory(prefix="crm-mcp-bench-pyc-") as pycache:
+    with SandboxServer(db=":memory:") as sandbox, tempfile.TemporaryDirectory(prefix="crm-mcp-bench-pyc-") as pycache:
+        calls_ok = args.calls == 0 or report_calls(
+            anyio.run(bench_calls, sandbox, args.calls, args.warmup, args.mode, backend="asyncio"),
+            args.calls, args.warmup,
+        )
         startup_ok = report_startup(bench_startup(args.runs, pycache), args.runs)
+        first_ok = report_first_call(bench_first_call(sandbox, args.runs, pycache), args.runs)
 
     print(
         f"Targets: per-call overhead {'met' if calls_ok else 'MISSED'}, "
-        f"start-up {'met' if startup_ok else 'MISSED'}. Total benchmark time {time.perf_counter() - started:.1f} s; "
+        f"start-up {'met' if startup_ok else 'MISSED'}, first call {'met' if first_ok else 'MISSED'}. "
+        f"Total benchmark time {time.perf_counter() - started:.1f} s; "
         f"load average {os.getloadavg()[0]:.2f} at the end."
     )
     return 0

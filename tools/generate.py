@@ -3,14 +3,20 @@
     python tools/generate.py          # write the generated modules
     python tools/generate.py --check  # exit 1 when they are stale (used by the tests)
 
-Two modules come out:
-- `models.py`: pydantic v2 models. Response shapes keep the schema's name (`Contact`) and
-  tolerate fields a connector adds; request shapes are `<Name>Input` (`ContactInput`), carry
-  only writable fields (no `readOnly` ones such as `id`, `created_at`, `updated_by`) and
-  reject unknown fields. Filters and sorts are strict request shapes too.
+What comes out:
+- the pydantic v2 models. Response shapes keep the schema's name (`Contact`) and tolerate
+  fields a connector adds; request shapes are `<Name>Input` (`ContactInput`), carry only
+  writable fields (no `readOnly` ones such as `id`, `created_at`, `updated_by`) and reject
+  unknown fields. Filters and sorts are strict request shapes too. They are split by resource
+  and family (`models_contacts.py`, `models_contacts_input.py`, `models_contacts_query.py`,
+  `models_shared*.py`, ...) and built on first use; `models.py` is the index that imports a
+  module when one of its classes is first asked for, so a call builds only what it needs.
 - `operations.py`: the operation table, one `Operation` per API operation (50), and one
   `Resource` per CRM resource with its field weights (`x-apideck-weights`). It names models
   by string so that importing the table costs nothing; `crm_mcp.operations` resolves them.
+- `tools.json`: the input schema every tool publishes (operation and workflow tools), computed
+  by the package from the registry's declarations (`crm_mcp.tools`), so that start-up does not
+  build the 50 argument models.
 """
 
 from __future__ import annotations
@@ -250,28 +256,102 @@ class ModelWriter:
             args.append(f"json_schema_extra={{'format': {fmt!r}}}")
         return f"    {attr}: {annotation} = Field({', '.join(args)})"
 
-    def render(self) -> str:
-        out = [HEADER.format(version=self.spec["info"]["version"])]
-        out.append('"""Pydantic models of the Apideck CRM contract: `X` for responses, `XInput` for requests."""\n')
-        out.append("from __future__ import annotations\n")
-        out.append("from typing import Any, Literal\n")
-        out.append("from pydantic import BaseModel, ConfigDict, Field\n\n")
-        for alias, value in sorted(self.aliases.items()):
-            out.append(f"{alias} = {value}\n")
+    def _class_text(self, cls: ModelClass) -> str:
+        out = [f"\nclass {cls.name}(BaseModel):\n"]
+        if cls.doc:
+            out.append(f"    {_docstring(cls.doc)}\n\n")
+        strict = ", strict=True" if cls.strict else ""
+        # defer_build: a class's validator is built on first use (forward references resolved then,
+        # from its module), not at import: the first call of a session builds only what it needs
+        config = f"extra={cls.extra!r}, populate_by_name=True{strict}, defer_build=True"
+        out.append(f"    model_config = ConfigDict({config})\n")
+        if cls.fields:
+            out.append("\n" + "\n".join(cls.fields) + "\n")
         out.append("\n")
-        for cls in sorted(self.classes.values(), key=lambda c: c.name):
-            out.append(f"\nclass {cls.name}(BaseModel):\n")
-            if cls.doc:
-                out.append(f"    {_docstring(cls.doc)}\n\n")
-            strict = ", strict=True" if cls.strict else ""
-            out.append(f"    model_config = ConfigDict(extra={cls.extra!r}, populate_by_name=True{strict})\n")
-            if cls.fields:
-                out.append("\n" + "\n".join(cls.fields) + "\n")
-            out.append("\n")
-        out.append("\nfor _model in list(globals().values()):\n")
-        out.append("    if isinstance(_model, type) and issubclass(_model, BaseModel) and _model is not BaseModel:\n")
-        out.append("        _model.model_rebuild()\n")
         return "".join(out)
+
+    def uses(self, cls: ModelClass) -> set[str]:
+        """The classes and aliases the annotations of `cls` name."""
+        names = set(self.classes) | set(self.aliases)
+        found: set[str] = set()
+        for line in cls.fields:
+            annotation = line.split(" = Field(", 1)[0]
+            found |= {w for w in re.findall(r"\b[A-Z][A-Za-z0-9]*\b", annotation) if w in names}
+        return found - {cls.name}
+
+    def modules(self, roots: dict[str, set[str]]) -> dict[str, str]:
+        """The models split by resource and family: `models_<resource>[_input|_query].py` holds the
+        response, request or filter/sort classes only that resource's operations reach (from
+        `roots`, its models), `models_shared*.py` those several reach, `models_other.py` those no
+        operation reaches, `models_types.py` the enum aliases; `models.py` is the index that
+        imports a module when one of its classes is first asked for. A call imports only the
+        modules its tool's arguments need."""
+        reach: dict[str, set[str]] = {}
+        for resource, names in roots.items():
+            seen: set[str] = set()
+            todo = [n for n in names if n in self.classes]
+            while todo:
+                name = todo.pop()
+                if name in seen:
+                    continue
+                seen.add(name)
+                todo += [u for u in self.uses(self.classes[name]) if u in self.classes]
+            for name in seen:
+                reach.setdefault(name, set()).add(resource)
+        module_of = {a: "models_types" for a in self.aliases}
+        for name, cls in self.classes.items():
+            owners = reach.get(name, set())
+            owner = next(iter(owners)) if len(owners) == 1 else ("shared" if owners else "other")
+            family = "_input" if name.endswith("Input") else "_query" if cls.strict else ""
+            module_of[name] = f"models_{owner}{family}"
+        files: dict[str, str] = {}
+        for module in sorted(set(module_of.values())):
+            mine = sorted(n for n, m in module_of.items() if m == module and n in self.classes)
+            needed: set[str] = set().union(*(self.uses(self.classes[n]) for n in mine))
+            imports: dict[str, list[str]] = {}
+            for name in sorted(needed):
+                if module_of[name] != module:
+                    imports.setdefault(module_of[name], []).append(name)
+            out = [HEADER.format(version=self.spec["info"]["version"])]
+            out.append(f'"""Generated pydantic models: {module.removeprefix("models_")} (see models.py)."""\n')
+            out.append("from __future__ import annotations\n")
+            out.append("from typing import Any, Literal\n")
+            out.append("from pydantic import BaseModel, ConfigDict, Field\n")
+            for other, imported in sorted(imports.items()):
+                out.append(f"from crm_mcp.generated.{other} import {', '.join(imported)}\n")
+            out.append("\n")
+            if module == "models_types":
+                for alias, value in sorted(self.aliases.items()):
+                    out.append(f"{alias} = {value}\n")
+                out.append("\n")
+            out += [self._class_text(self.classes[n]) for n in mine]
+            files[f"{module}.py"] = "".join(out)
+        index = [HEADER.format(version=self.spec["info"]["version"])]
+        index.append('''"""Pydantic models of the Apideck CRM contract: `X` for responses, `XInput` for requests.
+
+One module per resource (and one of models several resources share), imported when one of its
+classes is first asked for (`models.Contact`, `from crm_mcp.generated.models import Contact`), so
+that a session's first call imports and builds only what its tool needs.
+"""
+from __future__ import annotations
+from importlib import import_module
+from typing import Any
+
+''')
+        index.append("MODULE_OF: dict[str, str] = {\n")
+        for name in sorted(module_of):
+            index.append(f"    {name!r}: {module_of[name]!r},\n")
+        index.append("}\n\n\n")
+        index.append('''def __getattr__(name: str) -> Any:
+    module = MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"crm_mcp.generated.{module}"), name)
+    globals()[name] = value
+    return value
+''')
+        files["models.py"] = "".join(index)
+        return files
 
 
 def _docstring(text: str) -> str:
@@ -490,10 +570,14 @@ def generate(spec: dict[str, Any] | None = None) -> dict[str, str]:
     for name, schema in writer.schemas.items():
         if schema.get("type") == "object" and schema.get("properties"):
             writer.ensure_class(name, schema, "response")
+    roots: dict[str, set[str]] = {}
+    for op in ops:
+        names = (op["filter_model"], op["sort_model"], op["body_model"], op["response_model"], op["record_model"])
+        roots.setdefault(op["resource"], set()).update(n for n in names if n)
     return {
         "__init__.py": HEADER.format(version=spec["info"]["version"])
         + '"""Code generated from the vendored contract; see tools/generate.py."""\n',
-        "models.py": writer.render(),
+        **writer.modules(roots),
         "operations.py": render_operations(spec, ops, resources),
     }
 
@@ -503,15 +587,16 @@ def _read(path: Path) -> str | None:
 
 
 def generate_tools_json() -> str:
-    """The precomputed tool list, computed by the package itself from the generated models.
+    """The published input schemas of every tool (operation and workflow), computed by the package
+    itself from the registry's declarations and the generated models.
 
     Runs in a subprocess so that it sees the models just written (or, with --check, the ones
     on disk, which are then known to be current)."""
     import subprocess
 
     code = (
-        "from crm_mcp.tools import build_operation_tools, tools_json; "
-        "print(tools_json(build_operation_tools()), end='')"
+        "from crm_mcp.tools import declarations, tools_json; "
+        "print(tools_json(declarations()), end='')"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,

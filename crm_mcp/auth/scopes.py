@@ -14,29 +14,17 @@ from functools import cache
 from typing import Any
 
 from crm_mcp.tenants import OAUTH_CALLER
-from crm_mcp.tools import ToolDef
 
 READ, WRITE, DELETE = "crm:read", "crm:write", "crm:delete"
 SCOPES = (READ, WRITE, DELETE)
 BASELINE = READ  # what a 401 asks a client to request first; writes and deletes are stepped up to
 
-_BY_KIND = {"list": READ, "get": READ, "create": WRITE, "update": WRITE, "delete": DELETE}
-_WORKFLOWS = {"search_crm": READ, "get_account_overview": READ, "log_interaction": WRITE}
-
-
-def tool_scope(tool: ToolDef) -> str:
-    """The scope `tool` needs. (The tool registry will declare it per tool; this derives it.)"""
-    if tool.kind == "workflow":
-        return _WORKFLOWS[tool.name]
-    return _BY_KIND[tool.kind]
-
 
 @cache
 def _scopes_by_name() -> dict[str, str]:
-    from crm_mcp.tools import operation_tools
-    from crm_mcp.workflows import workflow_tools
+    from crm_mcp.tools import registry
 
-    return {t.name: tool_scope(t) for t in (*operation_tools(), *workflow_tools())}
+    return {t.name: t.scope for t in registry()}  # each registry entry declares its scope
 
 
 def scope_for_tool(name: str) -> str | None:

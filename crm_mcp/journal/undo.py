@@ -31,7 +31,7 @@ from crm_mcp.journal.records import (
     same_value,
 )
 from crm_mcp.journal.store import STALE_CLAIM_SECONDS, Change, JournalStore, Scope
-from crm_mcp.operations import resource
+from crm_mcp.operations import missing_required, resource
 from crm_mcp.render.values import quote
 
 
@@ -150,7 +150,8 @@ async def _apply(
         before = change.before or {}
         restored = {name: before.get(name) for name in change.written if name not in NOT_RECORD_FIELDS}
         op = operation_for(change.resource, "update")
-        await client.call(op, path_params=change.path_params, body=restored, **options)
+        required = {k: (current or {}).get(k) for k in missing_required(op, restored) if k in (current or {})}
+        await client.call(op, path_params=change.path_params, body={**required, **restored}, **options)
         listed = ", ".join(f"{k} back to {_show(v)}" for k, v in restored.items())
         text = f"Undid {change.id}: {what} patched back ({listed})."
         if change.omitted:

@@ -35,6 +35,7 @@ from crm_mcp.render.views import (
     render_list,
     render_record,
     render_write,
+    table,
 )
 
 __all__ = [
@@ -50,4 +51,5 @@ __all__ = [
     "render_list",
     "render_record",
     "render_write",
+    "table",
 ]

@@ -46,6 +46,22 @@ ALWAYS: dict[str, frozenset[str]] = {
 _PARTS = {"name": ("name", "first_name", "last_name"), "amount": ("monetary_amount", "currency")}
 
 
+def label(record: Mapping[str, Any]) -> str:
+    """What a record is called: its name or title, else its first and last name, else its
+    company name or email ("" when it has none of them)."""
+    for key in ("name", "title", "full_name", "display_name"):
+        if isinstance(record.get(key), str) and record[key].strip():
+            return str(record[key]).strip()
+    full = " ".join(str(record[k]).strip() for k in ("first_name", "last_name") if isinstance(record.get(k), str)
+                    and record[k].strip())
+    if full:
+        return full
+    for key in ("company_name", "email"):
+        if isinstance(record.get(key), str) and record[key].strip():
+            return str(record[key]).strip()
+    return ""
+
+
 def singular(resource_name: str) -> str:
     res = _BY_NAME.get(resource_name)
     return res.singular if res else resource_name.removesuffix("s")

@@ -104,10 +104,12 @@ def render_list(
     next_cursor: str | None = None,
     fields: Sequence[str] | str | None = None,
     max_tokens: int | None = None,
+    pick_fields: bool = True,
 ) -> Rendered:
     """A page as a table: the frame line, a header of field names, a line per record (the columns
     that matter most, or exactly `fields`), then the count and how to get the next page. With
-    `max_tokens`, rows that do not fit are named by id only and the cut says how to get the rest."""
+    `max_tokens`, rows that do not fit are named by id only and the cut says how to get the rest.
+    `pick_fields`: whether the list tool takes `fields` (the footer suggests it only then)."""
     rows = [_as_dict(r) for r in records]
     plural, one = resource_name.replace("_", " "), columns.singular(resource_name)
     structured: dict[str, Any] = {"count": len(rows)}
@@ -119,7 +121,7 @@ def render_list(
 
     header, lines = _table(resource_name, rows, _asked(fields))
     noun = plural if len(rows) != 1 else one.replace("_", " ")
-    footer = f"{len(rows)} {noun}; other fields: get_{one} or fields=[...].{more}"
+    footer = f"{len(rows)} {noun}; other fields: get_{one}{' or fields=[...]' if pick_fields else ''}.{more}"
     if any("…" in line for line in lines):
         footer += " (… = shortened)"
     head = [f"{plural} page {FRAME}", " | ".join(quote(h) for h in header)]
@@ -143,6 +145,14 @@ def render_list(
         footer += _cut_words(one, max_tokens, shown, len(rows))
     return Rendered("\n".join([*head, *body, footer]), structured)
 
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A table's lines, as every list in a result is written: a header of column names, then a
+    line per row of cells (already written, CRM strings through `quote`); none without rows."""
+    if not rows:
+        return []
+    return [" | ".join(header), *(" | ".join(row) for row in rows)]
 
 
 def _cost(lines: list[str], structured: dict[str, Any]) -> int:

@@ -13,23 +13,21 @@ structured index that matches the tool's output schema. A fan-out in which some 
 answers with the rest and says what is missing and why; a write that is half done (activity
 created, note not) is reported exactly as such, as an error naming the id that was created.
 
-Input schemas are hand-written in the compact style of `schema_compact` (a test checks that they
-equal the compaction of the pydantic models that validate the calls) so that tools/list stays
-cheap to build and small.
-
-Modules: `definitions` (what tools/list shows), `args` (the models that validate calls), `common`
-(what the tools share), one module per tool (`search`, `overview`, `log_interaction`), and `run`
-(validation, dispatch, logging and redaction around every call).
+Each tool is declared once, as `TOOL` at the end of its module, beside its handler; its argument
+model (`args`) is the only source of its input schema. Validation, logging and redaction are the
+pipeline's (`crm_mcp.runtime.call_tool`), as for every tool. Modules: `args` (the argument
+models), `common` (what the tools share), one module per tool (`search`, `overview`,
+`log_interaction`, with `links` for the records an interaction is linked to).
 """
 
-from crm_mcp.workflows.args import ARGS
+from crm_mcp.workflows import log_interaction, overview, search
 from crm_mcp.workflows.common import FRAME
-from crm_mcp.workflows.definitions import WORKFLOW_NAMES, WORKFLOW_RESOURCES, workflow_tools
 from crm_mcp.workflows.overview import ACTIVITY_SCAN, NOTE_PAGE, NOTE_PAGES
-from crm_mcp.workflows.run import run_workflow
 from crm_mcp.workflows.search import EXACT, PREFIX, SEARCH_PAGE, SUBSTRING, WORD, grade, searches_for
 
+WORKFLOW_TOOLS = (search.TOOL, overview.TOOL, log_interaction.TOOL)
+
 __all__ = [
-    "ACTIVITY_SCAN", "ARGS", "EXACT", "FRAME", "NOTE_PAGE", "NOTE_PAGES", "PREFIX", "SEARCH_PAGE", "SUBSTRING",
-    "WORD", "WORKFLOW_NAMES", "WORKFLOW_RESOURCES", "grade", "run_workflow", "searches_for", "workflow_tools",
+    "ACTIVITY_SCAN", "EXACT", "FRAME", "NOTE_PAGE", "NOTE_PAGES", "PREFIX", "SEARCH_PAGE", "SUBSTRING",
+    "WORD", "WORKFLOW_TOOLS", "grade", "searches_for",
 ]

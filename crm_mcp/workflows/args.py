@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import cache
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from crm_mcp.config import Settings
-from crm_mcp.tool_args import RecordId, SwitchingOff, consumer_fields
+from crm_mcp.tool_args import RecordId, SwitchingOff
 
 
 def _check_when(value: str) -> str:
@@ -63,24 +61,3 @@ class LogInteractionArgs(_Args):
         if not (self.contact or self.company_id or self.opportunity_id):
             raise ValueError("give contact, company_id or opportunity_id: what the interaction was with")
         return self
-
-
-ARGS: dict[str, type[_Args]] = {
-    "search_crm": SearchArgs,
-    "get_account_overview": OverviewArgs,
-    "log_interaction": LogInteractionArgs,
-}
-
-
-def args_model_for(name: str, settings: Settings) -> type[_Args]:
-    """The argument model of workflow `name` on a server with `settings`: with per-call
-    consumer switching on, it takes `consumer_id` / `service_id` as the operation tools do."""
-    if not settings.per_call_consumer:
-        return ARGS[name]
-    return _switching_model(name, settings.allowed_consumers)
-
-
-@cache
-def _switching_model(name: str, allowed_consumers: frozenset[str] | None) -> type[_Args]:
-    base = ARGS[name]
-    return create_model(base.__name__, __base__=base, **consumer_fields(True, allowed_consumers))

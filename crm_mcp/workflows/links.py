@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from crm_mcp.errors import CrmError, NotFoundError
+from crm_mcp.pages import read_page, read_record
+from crm_mcp.render import table
 from crm_mcp.workflows.args import LogInteractionArgs
-from crm_mcp.workflows.common import FRAME, api, email_of, gather, has_next, label, looks_like_id, q
+from crm_mcp.workflows.common import FRAME, email_of, gather, label, looks_like_id, q
 
 CANDIDATES = 10  # contacts listed when a name matches several
 OPEN_SCAN = 200  # open opportunities of the company read to find the contact's
@@ -42,14 +44,14 @@ async def resolve_links(client: Any, args: LogInteractionArgs) -> Links:
     if args.contact:
         lookups["contact"] = lambda: _contact_or_why(client, args.contact or "")
     if args.opportunity_id and not args.company_id:
-        lookups["opportunity"] = lambda: api(client, "get_opportunity", path={"id": args.opportunity_id or ""})
+        lookups["opportunity"] = lambda: read_record(client, "get_opportunity", path={"id": args.opportunity_id or ""})
     found, errors, _ = await gather(lookups)
     if isinstance(found.get("contact"), NotLinked):
         raise found["contact"]
     if errors:
         raise NotLinked("looking up the linked records failed. " + " ".join(errors.values()))
     contact: dict[str, Any] = found.get("contact") or {}
-    opportunity = (found.get("opportunity") or {}).get("data") or {}
+    opportunity = found.get("opportunity") or {}
     company_id = args.company_id or contact.get("company_id") or opportunity.get("company_id")
     links = Links(contact, str(company_id) if company_id else None, args.opportunity_id)
     if not args.opportunity_id and contact.get("id"):
@@ -69,14 +71,14 @@ async def find_contact(client: Any, wanted: str) -> dict[str, Any]:
     wanted = wanted.strip() or wanted
     if looks_like_id(wanted):
         try:
-            record = (await api(client, "get_contact", path={"id": wanted})).get("data")
-            if isinstance(record, dict) and record.get("id") is not None:
+            record = await read_record(client, "get_contact", path={"id": wanted})
+            if record.get("id") is not None:
                 return record
         except NotFoundError:
             pass  # not an id: perhaps a one-word name or an email address
     by = "email" if "@" in wanted else "name"
-    body = await api(client, "list_contacts", query={"filter": {by: wanted}, "limit": 20})
-    rows = [r for r in body.get("data") or [] if isinstance(r, dict) and r.get("id") is not None]
+    page = await read_page(client, "list_contacts", {"filter": {by: wanted}, "limit": 20})
+    rows = [r for r in page.records if r.get("id") is not None]
     key = wanted.casefold()
     exact = [r for r in rows if key == label(r).casefold().strip()
              or key in (str(e.get("email") or "").casefold() for e in r.get("emails") or [] if isinstance(e, dict))]
@@ -88,14 +90,15 @@ async def find_contact(client: Any, wanted: str) -> dict[str, Any]:
         raise NotLinked(f"no contact has the id, name or email {q(wanted, 80)}. "
                         "Find it with search_crm or list_contacts.")
     choices = exact or rows
-    listed = "\n".join(" | ".join(q(v) for v in (r["id"], label(r), r.get("company_id"), email_of(r)))
-                       for r in choices[:CANDIDATES])
-    beyond = has_next(body) and not exact  # the lookup read one page: there are others past it
+    listed = "\n".join(table(("id", "name", "company_id", "email"), [
+        [q(v) for v in (r["id"], label(r), r.get("company_id"), email_of(r))] for r in choices[:CANDIDATES]
+    ]))
+    beyond = page.next_cursor is not None and not exact  # the lookup read one page: there are others past it
     extra = f"\n+ {len(choices) - CANDIDATES} more" if len(choices) > CANDIDATES else ""
     extra += (", and others" if extra else "\n+ others") if beyond else ""
     count = f"{len(choices)} or more" if beyond else str(len(choices))
-    raise NotLinked(f"{count} contacts match {q(wanted, 80)} {FRAME}\nid | name | company_id | email\n"
-                    f"{listed}{extra}\nCall log_interaction again with one id as contact.")
+    raise NotLinked(f"{count} contacts match {q(wanted, 80)} {FRAME}\n{listed}{extra}\n"
+                    "Call log_interaction again with one id as contact.")
 
 
 async def _open_opportunity(client: Any, links: Links) -> None:
@@ -103,17 +106,17 @@ async def _open_opportunity(client: Any, links: Links) -> None:
     contact_id = str(links.contact["id"])
     scope = {"company_id": links.company_id} if links.company_id else {"primary_contact_id": contact_id}
     try:
-        body = await api(client, "list_opportunities",
-                         query={"filter": {**scope, "status": "open"}, "limit": OPEN_SCAN})
+        query = {"filter": {**scope, "status": "open"}, "limit": OPEN_SCAN}
+        page = await read_page(client, "list_opportunities", query)
     except CrmError as exc:
         links.why_no_opportunity = f"Not linked to an opportunity: looking up open ones failed. {exc.agent_message()}"
         return
-    mine = [str(o["id"]) for o in body.get("data") or [] if isinstance(o, dict) and o.get("id") is not None
+    mine = [str(o["id"]) for o in page.records if o.get("id") is not None
             and (o.get("primary_contact_id") == contact_id or contact_id in (o.get("contact_ids") or []))]
-    if len(mine) == 1 and not has_next(body):
+    if len(mine) == 1 and page.next_cursor is None:
         links.opportunity_id, links.opportunity_found = mine[0], True
     elif len(mine) > 1:
         listed = ", ".join(q(i) for i in mine[:CANDIDATES]) + (", …" if len(mine) > CANDIDATES else "")
         links.why_no_opportunity = f"Not linked to the contact's {len(mine)} open opportunities ({listed})."
-    elif has_next(body):
+    elif page.next_cursor is not None:
         links.why_no_opportunity = f"Not linked to an opportunity: the company has over {OPEN_SCAN} open ones."

@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from crm_mcp.errors import CrmError
+from crm_mcp.pages import read_record
 from crm_mcp.runtime import ToolResult
 from crm_mcp.workflows.args import LogInteractionArgs, parse_when
-from crm_mcp.workflows.common import api, label, q
+from crm_mcp.workflows.common import MISSING, label, q, workflow_tool
 from crm_mcp.workflows.links import Links, NotLinked, resolve_links
 
 
@@ -46,7 +47,7 @@ async def log_interaction(client: Any, args: LogInteractionArgs) -> ToolResult:
         body["duration_seconds"] = args.duration_minutes * 60
 
     try:
-        created = await api(client, "create_activity", body=body)
+        created = await read_record(client, "create_activity", body=body)
     except CrmError as exc:
         what = " The note was not added." if args.note else ""
         if _uncertain(exc):
@@ -54,7 +55,7 @@ async def log_interaction(client: Any, args: LogInteractionArgs) -> ToolResult:
                               None, is_error=True)
         return ToolResult(f"The {args.type} was not logged: {exc.agent_message()}{what} Nothing was written.",
                           None, is_error=True)
-    activity_id = str((created.get("data") or {}).get("id") or "")
+    activity_id = str(created.get("id") or "")
     logged = f"Logged {args.type} activity {q(activity_id) if activity_id else '(the API returned no id)'}"
     linked = f" for {_linked(body, links)}." if _linked(body, links) else "."
     if links.why_no_opportunity:
@@ -70,7 +71,7 @@ async def log_interaction(client: Any, args: LogInteractionArgs) -> ToolResult:
     if activity_id:
         note_body["activity_id"] = activity_id
     try:
-        note = await api(client, "create_note", body=note_body)
+        note = await read_record(client, "create_note", body=note_body)
     except CrmError as exc:
         structured["missing"] = ["note"]
         link = f" (activity_id={activity_id})" if activity_id else ""
@@ -81,7 +82,7 @@ async def log_interaction(client: Any, args: LogInteractionArgs) -> ToolResult:
             what = (f"The note was NOT added: {exc.agent_message()} Do not log the {args.type} again; "
                     f"add the note with create_note{link}.")
         return ToolResult(f"Half done: {logged}{linked} {what}", structured, is_error=True)
-    note_id = str((note.get("data") or {}).get("id") or "")
+    note_id = str(note.get("id") or "")
     if note_id:
         structured["note_id"] = note_id
     return ToolResult(f"{logged} and note {q(note_id) if note_id else '(the API returned no id)'}{linked}", structured)
@@ -99,3 +100,19 @@ def _linked(body: dict[str, Any], links: Links) -> str:
         found = " (the contact's only open one)" if links.opportunity_found else ""
         parts.append(f"opportunity {q(body['opportunity_id'])}{found}")
     return ", ".join(parts)
+
+
+TOOL = workflow_tool(
+    name="log_interaction",
+    title="Log an interaction",
+    description="Log a call, meeting or email as an activity linked to its contact, company and open "
+    "opportunity (both found from the contact if left out); with note, also add a note. Returns both ids.",
+    args=LogInteractionArgs,
+    output_schema={
+        "type": "object",
+        "properties": {"activity_id": {"type": "string"}, "note_id": {"type": "string"}, "missing": MISSING},
+    },
+    resources=frozenset({"activities", "notes", "contacts", "opportunities"}),
+    scope="crm:write",
+    run=log_interaction,
+)

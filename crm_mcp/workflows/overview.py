@@ -6,19 +6,21 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from crm_mcp.pages import Page, read_page, read_pages, read_record
+from crm_mcp.render import table
 from crm_mcp.runtime import ToolResult
 from crm_mcp.workflows.args import OverviewArgs
 from crm_mcp.workflows.common import (
     FRAME,
-    api,
+    MISSING,
     email_of,
     gather,
-    has_next,
     label,
     looks_like_id,
     missing_lines,
     phone_of,
     q,
+    workflow_tool,
 )
 
 OVERVIEW_ROWS = 10  # contacts / open opportunities shown in an overview
@@ -31,8 +33,8 @@ NOTE_PAGES = 3  # ...at most this many pages (600 notes), and say so when that b
 
 async def _resolve_by_name(client: Any, name: str) -> tuple[dict[str, Any] | None, str | None]:
     """(company, None) or (None, why not): not found, or several candidates to choose from."""
-    body = await api(client, "list_companies", query={"filter": {"name": name}, "limit": 20})
-    rows = [r for r in body.get("data") or [] if isinstance(r, dict) and r.get("id") is not None]
+    page = await read_page(client, "list_companies", {"filter": {"name": name}, "limit": 20})
+    rows = [r for r in page.records if r.get("id") is not None]
     exact = [r for r in rows if str(r.get("name") or "").casefold().strip() == name.casefold().strip()]
     if len(exact) == 1:
         return exact[0], None
@@ -44,10 +46,10 @@ async def _resolve_by_name(client: Any, name: str) -> tuple[dict[str, Any] | Non
             "Find it with search_crm or list_companies."
         )
     choices = exact or rows
-    listed = "\n".join(f"{q(r['id'])} | {q(r.get('name'))}" for r in choices[:10])
+    listed = "\n".join(table(("id", "name"), [[q(r["id"]), q(r.get("name"))] for r in choices[:10]]))
     extra = f"\n+ {len(choices) - 10} more" if len(choices) > 10 else ""
     return None, (
-        f"{len(choices)} companies match {q(name, 80)} {FRAME}\nid | name\n{listed}{extra}\n"
+        f"{len(choices)} companies match {q(name, 80)} {FRAME}\n{listed}{extra}\n"
         "Call get_account_overview again with one id."
     )
 
@@ -55,37 +57,32 @@ async def _resolve_by_name(client: Any, name: str) -> tuple[dict[str, Any] | Non
 async def _all_notes(client: Any, company_id: str) -> tuple[list[dict[str, Any]], bool]:
     """The company's notes, from at most NOTE_PAGES pages (the contract has no notes filter);
     True when that bound stopped the scan before the last page."""
-    kept: list[dict[str, Any]] = []
-    cursor = None
-    for _ in range(NOTE_PAGES):
-        query: dict[str, Any] = {"limit": NOTE_PAGE}
-        if cursor:
-            query["cursor"] = cursor
-        body = await api(client, "list_notes", query=query)
-        kept += [n for n in body.get("data") or [] if isinstance(n, dict) and n.get("company_id") == company_id]
-        cursor = ((body.get("meta") or {}).get("cursors") or {}).get("next")
-        if not cursor:
-            return kept, False
-    return kept, True
+    notes, cursor = await read_pages(client, "list_notes", {}, limit=NOTE_PAGE, max_pages=NOTE_PAGES)
+    return [n for n in notes if n.get("company_id") == company_id], cursor is not None
 
 
 def _fanout(client: Any, company_id: str, *, with_company: bool) -> dict[str, Callable[[], Awaitable[Any]]]:
     calls: dict[str, Callable[[], Awaitable[Any]]] = {
-        "contacts": lambda: api(client, "list_contacts", query={"filter": {"company_id": company_id}, "limit": 50}),
-        "opportunities": lambda: api(
-            client, "list_opportunities", query={"filter": {"company_id": company_id, "status": "open"}, "limit": 50}
+        "contacts": lambda: read_page(client, "list_contacts", {"filter": {"company_id": company_id}, "limit": 50}),
+        "opportunities": lambda: read_page(
+            client, "list_opportunities", {"filter": {"company_id": company_id, "status": "open"}, "limit": 50}
         ),
-        "pipelines": lambda: api(client, "list_pipelines", query={"limit": 50}),
-        "activities": lambda: api(
+        "pipelines": lambda: read_page(client, "list_pipelines", {"limit": 50}),
+        "activities": lambda: read_page(
             client, "list_activities",
-            query={"filter": {"company_id": company_id}, "sort": {"by": "updated_at", "direction": "desc"},
-                   "limit": ACTIVITY_SCAN},
+            {"filter": {"company_id": company_id}, "sort": {"by": "updated_at", "direction": "desc"},
+             "limit": ACTIVITY_SCAN},
         ),
         "notes": lambda: _all_notes(client, company_id),
     }
     if with_company:
-        calls["company"] = lambda: api(client, "get_company", path={"id": company_id})
+        calls["company"] = lambda: read_record(client, "get_company", path={"id": company_id})
     return calls
+
+
+def _records(results: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
+    page: Page | None = results.get(key)
+    return page.records if page is not None else []
 
 
 def _day(value: Any) -> str:
@@ -110,7 +107,7 @@ async def overview(client: Any, args: OverviewArgs) -> ToolResult:
     if looks_like_id(wanted):
         results, errors, not_found = await gather(_fanout(client, wanted, with_company=True))
         if "company" in results:
-            company = results.pop("company").get("data") or {}
+            company = results.pop("company")
         elif "company" not in not_found:
             # the company call failed for another reason than "no such id": give what the rest found
             company = {"id": wanted}
@@ -136,29 +133,28 @@ def _render_overview(company: dict[str, Any], results: dict[str, Any], errors: d
         lines += card
 
     hint = f"filter company_id={cid}"
-    contacts = (results.get("contacts") or {}).get("data") or []
+    contacts = _records(results, "contacts")
     if "contacts" in results:
-        lines.append(f"contacts: {len(contacts)}" + (" or more" if has_next(results["contacts"]) else ""))
-        if contacts:
-            lines.append("id | name | title | email | phone")
-        for c in contacts[:OVERVIEW_ROWS]:
-            lines.append(" | ".join(q(v) for v in (c.get("id"), label(c), c.get("title"), email_of(c), phone_of(c))))
+        lines.append(f"contacts: {len(contacts)}" + (" or more" if results["contacts"].next_cursor else ""))
+        lines += table(("id", "name", "title", "email", "phone"), [
+            [q(v) for v in (c.get("id"), label(c), c.get("title"), email_of(c), phone_of(c))]
+            for c in contacts[:OVERVIEW_ROWS]
+        ])
         if len(contacts) > OVERVIEW_ROWS:
             lines.append(f"+ {len(contacts) - OVERVIEW_ROWS} more: list_contacts {hint}")
 
     stages: dict[str, str] = {}
-    for pipeline in (results.get("pipelines") or {}).get("data") or []:
+    for pipeline in _records(results, "pipelines"):
         for stage in pipeline.get("stages") or []:
             if isinstance(stage, Mapping) and stage.get("id"):
                 stages[str(stage["id"])] = f"{pipeline.get('name') or pipeline.get('id')}: {stage.get('name')}"
-    opps = (results.get("opportunities") or {}).get("data") or []
+    opps = _records(results, "opportunities")
     if "opportunities" in results:
         total = sum(o.get("monetary_amount") or 0 for o in opps if isinstance(o.get("monetary_amount"), (int, float)))
         currencies = {o.get("currency") for o in opps if o.get("monetary_amount") is not None}
         summed = f", total {total:,.0f} {q(currencies.pop(), 8)}" if len(currencies) == 1 and opps else ""
         lines.append(f"open opportunities: {len(opps)}{summed}")
-        if opps:
-            lines.append("id | title | stage | amount | close date")
+        rows = []
         for o in opps[:OVERVIEW_ROWS]:
             stage_id = o.get("pipeline_stage_id")
             stage = stages.get(str(stage_id)) if stage_id else None
@@ -166,23 +162,21 @@ def _render_overview(company: dict[str, Any], results: dict[str, Any], errors: d
                 stage = str(stage_id or o.get("status") or "-")
                 if stage_id and "pipelines" in errors:
                     stage += " (name unavailable)"
-            cells = [q(o.get("id")), q(o.get("title")), q(stage), _amount(o), _day(o.get("close_date"))]
-            lines.append(" | ".join(cells))
+            rows.append([q(o.get("id")), q(o.get("title")), q(stage), _amount(o), _day(o.get("close_date"))])
+        lines += table(("id", "title", "stage", "amount", "close date"), rows)
         if len(opps) > OVERVIEW_ROWS:
             lines.append(f"+ {len(opps) - OVERVIEW_ROWS} more: list_opportunities {hint}, status=open")
 
-    acts = (results.get("activities") or {}).get("data") or []
+    acts = _records(results, "activities")
     if "activities" in results:
         acts = sorted(acts, key=activity_time, reverse=True)
-        more = len(acts) > RECENT or has_next(results["activities"])
+        more = len(acts) > RECENT or results["activities"].next_cursor is not None
         more_hint = f" (more: list_activities {hint})" if more else ""
         lines.append(f"latest activities: {min(len(acts), RECENT)}{more_hint}")
-        if acts:
-            lines.append("id | date | type | title | contact")
-        for a in acts[:RECENT]:
-            when = activity_time(a)
-            lines.append(" | ".join([q(a.get("id")), _day(when), q(a.get("type")), q(a.get("title")),
-                                     q(a.get("contact_id"))]))
+        lines += table(("id", "date", "type", "title", "contact"), [
+            [q(a.get("id")), _day(activity_time(a)), q(a.get("type")), q(a.get("title")), q(a.get("contact_id"))]
+            for a in acts[:RECENT]
+        ])
 
     if "notes" in results:
         notes, cut = results["notes"]
@@ -191,11 +185,11 @@ def _render_overview(company: dict[str, Any], results: dict[str, Any], errors: d
         if cut:
             head += f" (only the first {NOTE_PAGE * NOTE_PAGES} notes of the CRM were scanned)"
         lines.append(head)
-        if notes:
-            lines.append("id | date | title | content")
-        for n in notes[:RECENT]:
-            lines.append(" | ".join([q(n.get("id")), _day(n.get("updated_at") or n.get("created_at")),
-                                     q(n.get("title"), 40), q(n.get("content"), 100)]))
+        lines += table(("id", "date", "title", "content"), [
+            [q(n.get("id")), _day(n.get("updated_at") or n.get("created_at")), q(n.get("title"), 40),
+             q(n.get("content"), 100)]
+            for n in notes[:RECENT]
+        ])
 
     labels = {"company": "company record", "contacts": "contacts", "opportunities": "open opportunities",
               "pipelines": "stage names (pipelines)", "activities": "activities", "notes": "notes"}
@@ -211,3 +205,16 @@ def activity_time(activity: Mapping[str, Any]) -> str:
         if isinstance(activity.get(key), str) and activity[key]:
             return str(activity[key])
     return ""
+
+
+TOOL = workflow_tool(
+    name="get_account_overview",
+    title="Account overview",
+    description="A company at a glance: its record, contacts, open opportunities with stage and "
+    "amount, latest activities and notes.",
+    args=OverviewArgs,
+    output_schema={"type": "object", "properties": {"id": {"type": "string"}, "missing": MISSING}},
+    resources=frozenset({"companies", "contacts", "opportunities", "pipelines", "activities", "notes"}),
+    scope="crm:read",
+    run=overview,
+)

@@ -7,9 +7,10 @@ import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from crm_mcp.pages import Page, read_page
 from crm_mcp.runtime import ToolResult
 from crm_mcp.workflows.args import SearchArgs
-from crm_mcp.workflows.common import FRAME, api, gather, label, missing_lines, q
+from crm_mcp.workflows.common import FRAME, MISSING, gather, label, missing_lines, q, workflow_tool
 
 SEARCH_PAGE = 50  # records asked of each list endpoint a search queries
 
@@ -92,7 +93,7 @@ async def search(client: Any, args: SearchArgs) -> ToolResult:
     plan = searches_for(query)
 
     def call(resource: str, field: str) -> Callable[[], Awaitable[Any]]:
-        return lambda: api(client, f"list_{resource}", query={"filter": {field: query}, "limit": SEARCH_PAGE})
+        return lambda: read_page(client, f"list_{resource}", {"filter": {field: query}, "limit": SEARCH_PAGE})
 
     results, errors, _ = await gather({f"{r}.{f}": call(r, f) for r, f in plan})
     found: dict[tuple[str, str], tuple[int, str, str, dict[str, Any]]] = {}
@@ -101,11 +102,11 @@ async def search(client: Any, args: SearchArgs) -> ToolResult:
         if key not in results:
             continue
         resource = key.split(".")[0]
-        body = results[key]
-        if ((body.get("meta") or {}).get("cursors") or {}).get("next"):
+        page: Page = results[key]
+        if page.next_cursor:
             more.add(key)
-        for record in body.get("data") or []:
-            if not isinstance(record, dict) or record.get("id") is None:
+        for record in page.records:
+            if record.get("id") is None:
                 continue
             g, field, value = grade(record, query)
             entry = (max(g, SUBSTRING), field or key.split(".")[1], value, record)
@@ -142,3 +143,16 @@ async def search(client: Any, args: SearchArgs) -> ToolResult:
     if errors:
         structured["missing"] = sorted(errors)
     return ToolResult("\n".join(lines), structured, is_error=bool(errors) and not results)
+
+
+TOOL = workflow_tool(
+    name="search_crm",
+    title="Search the CRM",
+    description="Find companies, contacts, leads and opportunities by name, email, phone or title "
+    "in one call; best matches first, each with its resource and id.",
+    args=SearchArgs,
+    output_schema={"type": "object", "properties": {"count": {"type": "integer"}, "missing": MISSING}},
+    resources=frozenset({"companies", "contacts", "leads", "opportunities"}),
+    scope="crm:read",
+    run=search,
+)

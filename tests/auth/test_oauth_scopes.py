@@ -23,8 +23,7 @@ from crm_mcp.http import MAX_BODY_BYTES
 from crm_mcp.selection import Selection
 from crm_mcp.server import build_server
 from crm_mcp.tenants import OAUTH_CALLER, OAuthCaller
-from crm_mcp.tools import operation_tools
-from crm_mcp.workflows import workflow_tools
+from crm_mcp.tools import operation_tools, registry
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -53,7 +52,7 @@ async def test_tools_list_shows_only_the_tools_the_token_allows(
     writer = authorization_server.client_credentials("agent-a", resource=mcp_url, scope="crm:read crm:write")
     async with session(mcp_url, writer) as client:
         names = {t.name for t in (await client.list_tools()).tools}
-    every = {t.name for t in (*operation_tools(), *workflow_tools())}
+    every = {t.name for t in registry()}
     assert names == every - {t.name for t in operation_tools() if t.kind == "delete"}
 
 

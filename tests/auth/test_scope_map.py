@@ -3,13 +3,12 @@ annotations promise: read-only tools need crm:read, deletes crm:delete, every ot
 
 from __future__ import annotations
 
-from crm_mcp.auth.scopes import DELETE, READ, WRITE, scope_for_call, scope_for_request, tool_scope
-from crm_mcp.tools import operation_tools
-from crm_mcp.workflows import workflow_tools
+from crm_mcp.auth.scopes import DELETE, READ, WRITE, scope_for_call, scope_for_request, scope_for_tool
+from crm_mcp.tools import registry
 
 
 def test_each_tool_needs_the_scope_its_annotations_imply() -> None:
-    tools = (*operation_tools(), *workflow_tools())
+    tools = registry()
     for tool in tools:
         if tool.annotations.get("readOnlyHint"):
             expected = READ
@@ -17,8 +16,9 @@ def test_each_tool_needs_the_scope_its_annotations_imply() -> None:
             expected = DELETE
         else:
             expected = WRITE
-        assert tool_scope(tool) == expected, tool.name
-    assert {t.name for t in tools if tool_scope(t) == WRITE} >= {"log_interaction", "create_note", "update_contact"}
+        assert scope_for_tool(tool.name) == tool.scope == expected, tool.name
+    writes = {t.name for t in tools if scope_for_tool(t.name) == WRITE}
+    assert writes >= {"log_interaction", "create_note", "update_contact"}
 
 
 def test_call_tool_needs_the_scope_of_the_tool_it_runs_and_meta_tools_none() -> None:

@@ -18,7 +18,9 @@ async def test_digest_groups_what_changed_since_with_names(crm) -> None:
     await crm.call(operation("update_contact"), path_params={"id": "con_0001"}, body={"title": "COO"})
     created = await crm.call(operation("create_lead"), body={"name": "Ada Lovelace", "company_name": "AE"})
     lead_id = created.body["data"]["id"]
-    await crm.call(operation("update_opportunity"), path_params={"id": "opp_001"}, body={"win_probability": 80})
+    title = "Acme Corporation — Analytics Platform expansion"  # the contract requires it in an update
+    await crm.call(operation("update_opportunity"), path_params={"id": "opp_001"},
+                   body={"title": title, "win_probability": 80})
 
     digest = await crm_changes(crm, since)
 

@@ -196,7 +196,8 @@ async def test_custom_object_changes_keep_their_schema_id_through_undo(journal, 
     before = (await crm.call(operation("get_custom_object"), path_params=path)).body["data"]
     update = await journaled_write(journal, crm, scope, "update_custom_object", path, {"name": "Renamed project"})
     create = await journaled_write(journal, crm, scope, "create_custom_object", {"object_id": "cos_projects"},
-                                   {"name": "Scratch project"})  # fmt: skip
+                                   {"name": "Scratch project", "fields": [{"name": "company_id", "value": "com_001"},
+                                                                           {"name": "status", "value": "planned"}]})
     assert create.path_params == {"object_id": "cos_projects", "id": create.record_id}
 
     await undo_change(journal.store, crm, scope, update.id)

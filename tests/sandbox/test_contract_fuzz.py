@@ -27,6 +27,8 @@ from crm_mcp.sandbox.server import SandboxServer
 
 from .contract import check_response
 
+pytestmark = pytest.mark.slow
+
 # CRM_SANDBOX_FUZZ=200 runs a deeper, randomised search (200 valid and 100 invalid examples each)
 DEEP = int(os.environ.get("CRM_SANDBOX_FUZZ", "0"))
 EXAMPLES = {GenerationMode.POSITIVE: DEEP or 12, GenerationMode.NEGATIVE: DEEP // 2 or 6}

@@ -72,6 +72,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.mark.slow
 def test_run_sandbox_from_the_command_line(tmp_path: Path) -> None:
     port = _free_port()
     db = tmp_path / "cli.db"

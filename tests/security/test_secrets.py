@@ -175,6 +175,7 @@ def test_upstream_failures_and_retries_do_not_leak_the_key(sandbox_server: Any, 
     _assert_clean(audit, captured)
 
 
+@pytest.mark.slow
 def test_an_unreachable_api_does_not_leak_the_key(captured: Everything) -> None:
     import socket
 

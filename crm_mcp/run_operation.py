@@ -1,0 +1,78 @@
+"""The handler of every operation tool: call the operation with the validated arguments and render
+its answer (a list page, a record card, what a write did). A list call with `max_records` follows
+the cursors (`crm_mcp.large_reads`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crm_mcp.operations import Operation, missing_required, sibling
+from crm_mcp.pages import page_of, read_record, record_of
+from crm_mcp.runtime import Run, ToolResult
+from crm_mcp.tool_args import split_arguments
+
+DEFAULT_PAGE_SIZE = 20  # the contract's `limit` default: what a list without `limit` asks for
+
+
+def _render_fields(op: Operation, args: Any) -> list[str] | str | None:
+    """The `fields` argument as render takes it: ["*"] (every field) becomes "*"; a get tool that
+    cannot pick fields shows them all, as the agent has no way to ask for the rest."""
+    if op.action == "get" and "fields" not in op.query_params:
+        return "*"
+    fields: list[str] | None = getattr(args, "fields", None)
+    return "*" if fields and "*" in fields else fields
+
+
+def _overrides(args: Any) -> dict[str, Any]:
+    return {"consumer_id": getattr(args, "consumer_id", None), "service_id": getattr(args, "service_id", None)}
+
+
+async def run_operation(run: Run, op: Operation, args: Any) -> ToolResult:
+    from crm_mcp import render
+
+    path, query, body = split_arguments(op, args)
+    overrides = _overrides(args)
+    client = await run.client()
+    if op.action == "update" and body is not None:
+        body = await _complete_update(client, op, path, body, overrides)
+    fields = _render_fields(op, args)
+    if getattr(args, "max_records", None) is not None:
+        from crm_mcp import large_reads
+
+        read = await large_reads.read_records(
+            client, op, query, max_records=args.max_records, overrides=overrides, fields=fields, progress=run.progress
+        )
+        text, structured = large_reads.render_read(op, read, fields=fields)
+        return ToolResult(text, structured, False, read.last_status, read.last_request_id)
+    response = await client.call(op, path_params=path, query=query, body=body, **overrides)
+    if op.action == "list":
+        page = page_of(response)
+        asked = getattr(args, "limit", None) or DEFAULT_PAGE_SIZE
+        rendered = render.render_list(op.resource, page.records[:asked], next_cursor=page.next_cursor, fields=fields,
+                                      pick_fields="fields" in op.query_params)
+        if len(page.records) > asked:  # the upstream ignored `limit`: show what was asked, say what was cut
+            sent = len(page.records)
+            narrow = " narrow the list with filter" if "filter" in op.query_params else " get them by id"
+            note = (f"\nThe API sent {sent} rows for limit {asked}: {sent - asked} were cut. A next cursor "
+                    f"continues after all {sent}; to see the cut ones,{narrow}.")
+            return ToolResult(rendered.text + note, rendered.structured, False, response.status, response.request_id)
+    elif op.action == "get":
+        rendered = render.render_record(op.resource, record_of(response), fields=fields)
+    else:
+        record_id = record_of(response).get("id")
+        rendered = render.render_write(op.action, op.resource, record_of(response) or None,
+                                       record_id=record_id or path.get("id"))
+    return ToolResult(rendered.text, rendered.structured, False, response.status, response.request_id)
+
+
+async def _complete_update(
+    client: Any, op: Operation, path: dict[str, str], body: dict[str, Any], overrides: dict[str, Any]
+) -> dict[str, Any]:
+    """Add the fields the contract requires in an update body (e.g. an opportunity's title)
+    that the agent left out, with their current values, so that an update changes only what
+    the agent gave."""
+    missing = missing_required(op, body)
+    if not missing:
+        return body
+    record = await read_record(client, sibling(op, "get"), path=path, **overrides)
+    return {**{k: record[k] for k in missing if k in record}, **body}
