@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from crm_mcp.errors import CrmError
@@ -29,7 +30,7 @@ from crm_mcp.pages import PageWalk
 from crm_mcp.tool_args import MAX_RECORDS
 
 if TYPE_CHECKING:
-    from crm_mcp.runtime import Progress
+    from crm_mcp.runtime import Progress, ToolResult
 
 PAGE_SIZE = 200  # the API's largest page
 TOKEN_BUDGET = 20_000  # estimated tokens a large read's result may take (MCP clients cap results at ~25k)
@@ -62,17 +63,19 @@ async def read_records(
     query: Mapping[str, Any],
     *,
     max_records: int,
+    path: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
     fields: Any = None,
     progress: Progress | None = None,
     budget: int | None = None,
 ) -> LargeRead:
     """Up to `max_records` records of the list operation `op`, following cursors from
-    `query["cursor"]` (if any). Raises the `CrmError` of a failed first page."""
+    `query["cursor"]` (if any), with the `path` ids the operation takes (a custom object's
+    `object_id`). Raises the `CrmError` of a failed first page."""
     budget = TOKEN_BUDGET if budget is None else budget
     wanted = min(max_records, MAX_RECORDS)
     page_size = min(int(query.get("limit") or PAGE_SIZE), PAGE_SIZE)
-    walk = PageWalk(client, op, query, **dict(overrides or {}))
+    walk = PageWalk(client, op, query, path, **dict(overrides or {}))
     records: list[Any] = []
     per_row = float(FIRST_ROW_GUESS)
     spent = 0
@@ -127,3 +130,96 @@ def render_read(op: Operation, read: LargeRead, *, fields: Any = None, budget: i
     if read.next_cursor:  # the render's footer gives the cursor itself
         line += " To go on: call again with that cursor and max_records."
     return f"{rendered.text}\n{line}", rendered.structured
+
+
+# A time window on activities (`after` / `before`): the contract can neither filter nor sort by an
+# activity's own date, so the server walks the list newest-created first (narrowed by the agent's
+# filter) and keeps what falls in the window. An activity is mostly created on or after its date,
+# but one scheduled ahead is created before it: the walk cannot stop at `after`, only at a bound.
+WINDOW_SCAN = 2000  # activities a window read looks at, at most
+WINDOW_DATE = "activity_datetime"
+
+
+@dataclass
+class WindowRead:
+    """The activities of a window, and how far the walk looked when the bound stopped it."""
+
+    records: list[Any]
+    scanned: int
+    oldest_created: str | None  # the created_at the walk reached when it stopped at the bound, else None
+    last_status: int | str = "-"
+    last_request_id: str | None = None
+
+
+def _in_window(record: Any, after: datetime | None, before: datetime | None) -> bool:
+    from crm_mcp.tool_args import parse_moment
+
+    value = record.get(WINDOW_DATE) if isinstance(record, Mapping) else None
+    try:
+        moment = parse_moment(value) if isinstance(value, str) and value else None
+    except ValueError:
+        return False
+    return moment is not None and (after is None or moment >= after) and (before is None or moment < before)
+
+
+async def read_window(
+    client: Any, op: Operation, query: Mapping[str, Any], *, after: datetime | None, before: datetime | None,
+    overrides: Mapping[str, Any] | None = None, scan: int | None = None,
+) -> WindowRead:
+    """The activities of the list `op` (with the agent's `query` filter) whose date falls in
+    [after, before), looking at up to `scan` records, newest-created first."""
+    scan = WINDOW_SCAN if scan is None else scan
+    walk_query = {**query, "sort": {"by": "created_at", "direction": "desc"}}
+    walk = PageWalk(client, op, walk_query, **dict(overrides or {}))
+    kept: list[Any] = []
+    scanned = 0
+    oldest: str | None = None
+    status: int | str = "-"
+    request_id = None
+    while walk.stopped is None and scanned < scan:
+        page = await walk.next(min(PAGE_SIZE, scan - scanned))
+        status, request_id = page.status, page.request_id
+        scanned += len(page.records)
+        kept += [r for r in page.records if _in_window(r, after, before)]
+        if page.records:
+            oldest = str(page.records[-1].get("created_at") or "") or oldest
+    return WindowRead(kept, scanned, oldest if walk.stopped is None else None, status, request_id)
+
+
+def render_window(op: Operation, read: WindowRead, *, fields: Any = None, budget: int | None = None,
+                  narrowed: bool) -> tuple[str, dict]:
+    """The window's activities (cut to the budget if need be, every row still named), then what
+    was looked at, and when the bound stopped the walk, how far back it reached."""
+    from crm_mcp import render
+
+    budget = TOKEN_BUDGET if budget is None else budget
+    rendered = render.render_list(op.resource, read.records, fields=fields, max_tokens=budget - STOP_LINE)
+    line = f"{len(read.records)} in the window, of {read.scanned:,} activities looked at (newest-created first)"
+    if read.oldest_created is None:
+        line += ": all that match the filter."
+    else:
+        narrow = "" if narrowed else " Narrow with filter company_id, contact_id or owner_id to look further."
+        line += (f"; stopped at {read.scanned:,}, at created_at {read.oldest_created}: activities created "
+                 f"before it were not looked at, so the window may be incomplete.{narrow}")
+    return f"{rendered.text}\n{line}", rendered.structured
+
+
+async def window_result(client: Any, op: Operation, args: Any, query: Mapping[str, Any], *,
+                        overrides: Mapping[str, Any] | None = None, fields: Any = None) -> ToolResult:
+    """A list call with `after` / `before`: the window read, rendered; a sort or cursor of the
+    agent's own is refused, as the walk sets its own order."""
+    from crm_mcp.runtime import ToolResult, error_result
+    from crm_mcp.tool_args import parse_moment
+
+    clash = [name for name in ("sort", "cursor") if query.get(name)]
+    if clash:
+        return error_result(f"Invalid arguments for {op.tool_name}: {' and '.join(clash)} cannot be combined with "
+                            "after/before (the window is read newest-created first). Leave them out.",
+                            "invalid-arguments")
+    after = parse_moment(args.after) if args.after else None
+    before = parse_moment(args.before) if args.before else None
+    narrowed = any((query.get("filter") or {}).get(k) for k in ("company_id", "contact_id", "owner_id"))
+    read = await read_window(client, op, {k: v for k, v in query.items() if k != "limit"},
+                             after=after, before=before, overrides=overrides)
+    text, structured = render_window(op, read, fields=fields, narrowed=narrowed)
+    return ToolResult(text, structured, False, read.last_status, read.last_request_id)

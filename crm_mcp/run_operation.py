@@ -36,11 +36,16 @@ async def run_operation(run: Run, op: Operation, args: Any) -> ToolResult:
     if op.action == "update" and body is not None:
         body = await _complete_update(client, op, path, body, overrides)
     fields = _render_fields(op, args)
+    if getattr(args, "after", None) or getattr(args, "before", None):
+        from crm_mcp import large_reads
+
+        return await large_reads.window_result(client, op, args, query, overrides=overrides, fields=fields)
     if getattr(args, "max_records", None) is not None:
         from crm_mcp import large_reads
 
         read = await large_reads.read_records(
-            client, op, query, max_records=args.max_records, overrides=overrides, fields=fields, progress=run.progress
+            client, op, query, max_records=args.max_records, path=path, overrides=overrides, fields=fields,
+            progress=run.progress,
         )
         text, structured = large_reads.render_read(op, read, fields=fields)
         return ToolResult(text, structured, False, read.last_status, read.last_request_id)

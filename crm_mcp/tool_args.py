@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection
+from datetime import UTC, datetime
 from functools import cache
 from typing import Annotated, Any
 
@@ -122,6 +123,35 @@ LIST_FIELDS: dict[str, Any] = {
     "pass_through": (PassThroughQuery | None, Field(None, description="Connector query parameters, sent as is")),
 }
 
+
+
+def parse_moment(value: str) -> datetime:
+    """An ISO 8601 date or date-time as a UTC moment (a date is its midnight, no zone is UTC)."""
+    moment = datetime.fromisoformat(value.strip().replace("z", "Z"))
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _check_moment(value: str) -> str:
+    try:
+        parse_moment(value)
+    except ValueError:
+        raise ValueError("must be an ISO 8601 date or date-time, e.g. 2026-10-01 or 2026-10-01T09:00:00Z") from None
+    return value
+
+
+def _moment(description: str) -> Any:
+    schema = {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]}
+    return (Annotated[str, StringConstraints(max_length=64), AfterValidator(_check_moment), WithJsonSchema(schema)]
+            | None, Field(None, description=description))
+
+
+# A time window on an activity's own date (activity_datetime), which the contract can neither
+# filter nor sort by: the server walks the pages and keeps what falls in it (crm_mcp.large_reads).
+WINDOW_FIELDS: dict[str, Any] = {
+    "after": _moment("On or after this activity_datetime"),
+    "before": _moment("Before this activity_datetime"),
+}
+
 # What a body field's name does not say. Update tools send arrays as they are: the API stores the
 # list given, so an agent adding one phone number must send the others too.
 REPLACES_LIST = "Replaces the whole list"
@@ -198,6 +228,8 @@ def query_fields(op: Operation) -> dict[str, Any]:
             out["filter"] = (model(op.filter_model) | None, Field(None, description=filter_description(op)))
         if op.sort_model:
             out["sort"] = (model(op.sort_model) | None, Field(None))
+        if op.resource == "activities":
+            out.update(WINDOW_FIELDS)
     elif op.action == "get" and "fields" in op.query_params:
         out["fields"] = LIST_FIELDS["fields"]
     return out
@@ -231,7 +263,8 @@ def split_arguments(op: Operation, args: ToolArgs) -> tuple[dict[str, str], dict
     path = {name: data.pop(name) for name in op.path_params}
     data.pop("consumer_id", None)
     data.pop("service_id", None)
-    data.pop("max_records", None)  # not an API parameter: the runtime follows the cursors
+    for local in ("max_records", *WINDOW_FIELDS):  # not API parameters: the runtime applies them
+        data.pop(local, None)
     if op.action in ("list", "get"):
         query = dict(data)
         fields = query.pop("fields", None)

@@ -188,3 +188,16 @@ def test_every_list_tool_offers_max_records_compactly() -> None:
         assert props["max_records"] == {"type": "integer", "description": "Total to read across pages (≤ 1000)"}
         assert props["limit"] == {"maximum": 200, "type": "integer"}
     assert not any("max_records" in t.input_schema["properties"] for t in operation_tools() if t.kind != "list")
+
+
+async def test_max_records_on_custom_objects_passes_the_schema_id(
+    client: Client, transport: FailingPagesTransport
+) -> None:
+    result = await client.call_tool("list_custom_objects", {"object_id": "cos_projects", "max_records": 4,
+                                                            "limit": 3})
+    assert not result.is_error, text_of(result)
+    got = re.findall(r"^(cob_\d+) \|", text_of(result), flags=re.M)
+    assert got == ["cob_001", "cob_002", "cob_003", "cob_004"]
+    paths = [r.url.path for r in transport.requests]
+    assert paths == ["/crm/custom-object-schemas/cos_projects/custom-objects"] * 2
+    assert "Read 4 in 2 pages; stopped: reached max_records=4." in text_of(result)
