@@ -199,5 +199,5 @@ async def test_max_records_on_custom_objects_passes_the_schema_id(
     got = re.findall(r"^(cob_\d+) \|", text_of(result), flags=re.M)
     assert got == ["cob_001", "cob_002", "cob_003", "cob_004"]
     paths = [r.url.path for r in transport.requests]
-    assert paths == ["/crm/custom-object-schemas/cos_projects/custom-objects"] * 2
+    assert paths == ["/crm/custom-objects/cos_projects"] * 2
     assert "Read 4 in 2 pages; stopped: reached max_records=4." in text_of(result)
