@@ -37,6 +37,13 @@ WORKFLOWS_DEFAULT = True
 TOOL_MODES = ("all", "discover")
 
 
+# What a read-only server says when a write is asked for: why not, and what the agent can do.
+READ_ONLY_OPTIONS = (
+    "You can ask the user to enable writes (restart the server without --read-only), or offer to draft "
+    "the change (the record, the fields and their new values) for the user to apply."
+)
+
+
 class SelectionError(ValueError):
     """A tool selection that cannot be served; the message names the flag and the valid values."""
 
@@ -155,10 +162,8 @@ def select_tools(selection: Selection | None = None, tools: Sequence[Tool] | Non
         if name in offered_names:
             continue
         if selection.read_only and tool.writes:
-            withheld[name] = (
-                f"{name} is not available: this server runs read-only (--read-only), so writes are "
-                "disabled. To enable writes, restart the server without --read-only."
-            )
+            withheld[name] = (f"{name} is not available: this server runs read-only (--read-only), so nothing "
+                              f"was changed. {READ_ONLY_OPTIONS}")
         elif tool.toolset == WORKFLOWS and not selection.workflows:
             withheld[name] = (
                 f"{name} is not available: workflow tools are off on this server (--no-workflows). "
@@ -185,7 +190,7 @@ def _flags_text(selection: Selection) -> str:
 def mode_line(selection: Selection) -> str:
     """The sentence the server's instructions carry about the mode in force."""
     if selection.read_only:
-        line = "Mode: read-only: no tool creates, updates or deletes; restart without --read-only to write."
+        line = f"Mode: read-only: no tool creates, updates or deletes. {READ_ONLY_OPTIONS}"
     else:
         line = "Mode: read-write."
     if selection.resources is not None:

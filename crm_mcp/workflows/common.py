@@ -4,7 +4,7 @@ CRM text."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import anyio
@@ -100,3 +100,22 @@ def label(record: Mapping[str, Any]) -> str:
     from crm_mcp.render.columns import label
 
     return label(record)
+
+
+def amount_text(record: Mapping[str, Any]) -> str:
+    """An opportunity's amount as a cell: "120,000 USD"; "-" when it has none."""
+    amount = record.get("monetary_amount")
+    if amount is None:
+        return "-"
+    number = f"{amount:,.0f}" if isinstance(amount, (int, float)) and float(amount).is_integer() else f"{amount:,}"
+    return f"{number} {q(record.get('currency'), 8)}" if record.get("currency") else number
+
+
+def stage_names(pipelines: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Stage id -> "Pipeline: Stage", from the records of list_pipelines."""
+    names: dict[str, str] = {}
+    for pipeline in pipelines:
+        for stage in pipeline.get("stages") or []:
+            if isinstance(stage, Mapping) and stage.get("id"):
+                names[str(stage["id"])] = f"{pipeline.get('name') or pipeline.get('id')}: {stage.get('name')}"
+    return names

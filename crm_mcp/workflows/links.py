@@ -19,7 +19,7 @@ from crm_mcp.errors import CrmError, NotFoundError
 from crm_mcp.pages import read_page, read_record
 from crm_mcp.render import table
 from crm_mcp.workflows.args import LogInteractionArgs
-from crm_mcp.workflows.common import FRAME, email_of, gather, label, looks_like_id, q
+from crm_mcp.workflows.common import FRAME, amount_text, email_of, gather, label, looks_like_id, q, stage_names
 
 CANDIDATES = 10  # contacts listed when a name matches several
 OPEN_SCAN = 200  # open opportunities of the company read to find the contact's
@@ -111,12 +111,30 @@ async def _open_opportunity(client: Any, links: Links) -> None:
     except CrmError as exc:
         links.why_no_opportunity = f"Not linked to an opportunity: looking up open ones failed. {exc.agent_message()}"
         return
-    mine = [str(o["id"]) for o in page.records if o.get("id") is not None
+    mine = [o for o in page.records if o.get("id") is not None
             and (o.get("primary_contact_id") == contact_id or contact_id in (o.get("contact_ids") or []))]
     if len(mine) == 1 and page.next_cursor is None:
-        links.opportunity_id, links.opportunity_found = mine[0], True
+        links.opportunity_id, links.opportunity_found = str(mine[0]["id"]), True
     elif len(mine) > 1:
-        listed = ", ".join(q(i) for i in mine[:CANDIDATES]) + (", …" if len(mine) > CANDIDATES else "")
-        links.why_no_opportunity = f"Not linked to the contact's {len(mine)} open opportunities ({listed})."
+        links.why_no_opportunity = await _candidates(client, mine)
     elif page.next_cursor is not None:
         links.why_no_opportunity = f"Not linked to an opportunity: the company has over {OPEN_SCAN} open ones."
+
+
+async def _candidates(client: Any, opportunities: list[dict[str, Any]]) -> str:
+    """Why no opportunity was linked, with the contact's open ones to choose from (stage by name
+    when the pipelines can be read) and how to link one."""
+    try:
+        stages = stage_names((await read_page(client, "list_pipelines", {"limit": 50})).records)
+    except CrmError:
+        stages = {}
+    rows = []
+    for o in opportunities[:CANDIDATES]:
+        stage_id = str(o.get("pipeline_stage_id") or "")
+        rows.append([q(o["id"]), q(o.get("title")), q(stages.get(stage_id) or stage_id or o.get("status")),
+                     amount_text(o)])
+    listed = "\n".join(table(("id", "title", "stage", "amount"), rows))
+    extra = f"\n+ {len(opportunities) - CANDIDATES} more" if len(opportunities) > CANDIDATES else ""
+    return (f"Not linked to an opportunity: the contact has {len(opportunities)} open ones {FRAME}\n{listed}{extra}\n"
+            "To link one: update_activity with this activity's id and opportunity_id (give log_interaction "
+            "opportunity_id to link one when logging).")

@@ -13,6 +13,7 @@ from crm_mcp.workflows.args import OverviewArgs
 from crm_mcp.workflows.common import (
     FRAME,
     MISSING,
+    amount_text,
     email_of,
     gather,
     label,
@@ -20,6 +21,7 @@ from crm_mcp.workflows.common import (
     missing_lines,
     phone_of,
     q,
+    stage_names,
     workflow_tool,
 )
 
@@ -89,12 +91,6 @@ def _day(value: Any) -> str:
     return str(value)[:10] if isinstance(value, str) and value else "-"
 
 
-def _amount(record: Mapping[str, Any]) -> str:
-    amount = record.get("monetary_amount")
-    if amount is None:
-        return "-"
-    number = f"{amount:,.0f}" if isinstance(amount, (int, float)) and float(amount).is_integer() else f"{amount:,}"
-    return f"{number} {q(record.get('currency'), 8)}" if record.get("currency") else number
 
 
 
@@ -143,11 +139,7 @@ def _render_overview(company: dict[str, Any], results: dict[str, Any], errors: d
         if len(contacts) > OVERVIEW_ROWS:
             lines.append(f"+ {len(contacts) - OVERVIEW_ROWS} more: list_contacts {hint}")
 
-    stages: dict[str, str] = {}
-    for pipeline in _records(results, "pipelines"):
-        for stage in pipeline.get("stages") or []:
-            if isinstance(stage, Mapping) and stage.get("id"):
-                stages[str(stage["id"])] = f"{pipeline.get('name') or pipeline.get('id')}: {stage.get('name')}"
+    stages = stage_names(_records(results, "pipelines"))
     opps = _records(results, "opportunities")
     if "opportunities" in results:
         total = sum(o.get("monetary_amount") or 0 for o in opps if isinstance(o.get("monetary_amount"), (int, float)))
@@ -162,7 +154,7 @@ def _render_overview(company: dict[str, Any], results: dict[str, Any], errors: d
                 stage = str(stage_id or o.get("status") or "-")
                 if stage_id and "pipelines" in errors:
                     stage += " (name unavailable)"
-            rows.append([q(o.get("id")), q(o.get("title")), q(stage), _amount(o), _day(o.get("close_date"))])
+            rows.append([q(o.get("id")), q(o.get("title")), q(stage), amount_text(o), _day(o.get("close_date"))])
         lines += table(("id", "title", "stage", "amount", "close date"), rows)
         if len(opps) > OVERVIEW_ROWS:
             lines.append(f"+ {len(opps) - OVERVIEW_ROWS} more: list_opportunities {hint}, status=open")
@@ -171,8 +163,9 @@ def _render_overview(company: dict[str, Any], results: dict[str, Any], errors: d
     if "activities" in results:
         acts = sorted(acts, key=activity_time, reverse=True)
         more = len(acts) > RECENT or results["activities"].next_cursor is not None
-        more_hint = f" (more: list_activities {hint})" if more else ""
-        lines.append(f"latest activities: {min(len(acts), RECENT)}{more_hint}")
+        more_hint = f"; more, or a time window: list_activities {hint} with after/before" if more else ""
+        lines.append(f"latest activities: {min(len(acts), RECENT)}, by activity_datetime, of the "
+                     f"{ACTIVITY_SCAN} last updated{more_hint}")
         lines += table(("id", "date", "type", "title", "contact"), [
             [q(a.get("id")), _day(activity_time(a)), q(a.get("type")), q(a.get("title")), q(a.get("contact_id"))]
             for a in acts[:RECENT]
@@ -181,7 +174,7 @@ def _render_overview(company: dict[str, Any], results: dict[str, Any], errors: d
     if "notes" in results:
         notes, cut = results["notes"]
         notes = sorted(notes, key=lambda n: str(n.get("updated_at") or n.get("created_at") or ""), reverse=True)
-        head = f"latest notes: {min(len(notes), RECENT)} of {len(notes)}"
+        head = f"latest notes: {min(len(notes), RECENT)} of {len(notes)}, by updated_at"
         if cut:
             head += f" (only the first {NOTE_PAGE * NOTE_PAGES} notes of the CRM were scanned)"
         lines.append(head)
@@ -211,7 +204,7 @@ TOOL = workflow_tool(
     name="get_account_overview",
     title="Account overview",
     description="A company at a glance: its record, contacts, open opportunities with stage and "
-    "amount, latest activities and notes.",
+    "amount, latest activities (by activity_datetime) and notes.",
     args=OverviewArgs,
     output_schema={"type": "object", "properties": {"id": {"type": "string"}, "missing": MISSING}},
     resources=frozenset({"companies", "contacts", "opportunities", "pipelines", "activities", "notes"}),
