@@ -53,6 +53,12 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "event": ("activity",), "email": ("activity", "interaction"), "comment": ("note",), "stage": ("pipeline",),
     "prospect": ("lead",), "rep": ("user",), "owner": ("user",), "team": ("user",), "summary": ("overview",),
 }
+# What a query asks for: a question ranks the tools that read (and the workflows that answer
+# questions) first, an action the tools that write.
+QUESTION_WORDS = frozenset({"what", "who", "which", "show", "how", "when", "where", "list", "find", "get", "is",
+                            "are", "do", "does", "did", "many", "much", "search", "lookup"})
+ACTION_WORDS = frozenset({"log", "add", "create", "new", "move", "delete", "remove", "update", "change", "edit",
+                          "set", "fix", "rename", "record", "make", "erase", "modify", "assign", "mark"})
 STOPWORDS = frozenset({"a", "an", "the", "to", "of", "for", "by", "with", "and", "or", "in", "on", "at", "my", "our",
                        "all", "any", "from", "into", "this", "that"})
 
@@ -207,9 +213,15 @@ class Discovery:
         off_scored = [(self._score(e, words), i, e) for i, e in enumerate(self._withheld_entries)
                       if resource is None or resource in e.resources]
         best = max((s for s, _, _ in (*scored, *off_scored)), default=0)
+        writes_first = _wants_write(query or "")
 
         def ranked(rows: list[tuple[int, int, _Entry]]) -> list[_Entry]:
-            return [e for s, _, e in sorted(rows, key=lambda x: (-x[0], x[1])) if s > 0 and s * 2 > best][:MAX_FOUND]
+            found = [(s, i, e) for s, i, e in rows if s > 0 and s * 2 > best]
+            if writes_first is None:
+                order = sorted(found, key=lambda x: (-x[0], x[1]))
+            else:  # the kind asked for first, each kind by score
+                order = sorted(found, key=lambda x: (x[2].tool.writes != writes_first, -x[0], x[1]))
+            return [e for _, _, e in order][:MAX_FOUND]
 
         hits = ranked(scored)
         off = [e.tool.name for e in ranked(off_scored)]
@@ -231,6 +243,12 @@ class Discovery:
             elif options & entry.text_words:
                 score += 1
         return score
+
+    def best_matches(self, words: list[str], limit: int = 3) -> list[str]:
+        """The offered tools that score best for `words` (with find_tools' synonyms)."""
+        scored = [(self._score(e, words), i, e) for i, e in enumerate(self._entries)]
+        best = max((s for s, _, _ in scored), default=0)
+        return [e.tool.name for s, _, e in sorted(scored, key=lambda x: (-x[0], x[1])) if s == best > 0][:limit]
 
     def _lines(self, entries: list[_Entry], head: str, off: list[str] | None = None) -> types.CallToolResult:
         lines = [f"{head} (describe_tool: arguments; call_tool: run):"]
@@ -280,9 +298,23 @@ class Discovery:
     def _missing(self, name: str) -> types.CallToolResult:
         if name in self.withheld:
             return _result(self.withheld[name], error=True)
-        close = difflib.get_close_matches(name, list(self.offered), n=3, cutoff=0.6)
+        words = re.findall(r"[a-z0-9]+", name.lower())
+        # a name in other words ("list_deals" -> list_opportunities) first, then a misspelt one
+        close = self.best_matches(words) if any(_stem(w) in SYNONYMS or w in SYNONYMS for w in words) else []
+        close += [c for c in difflib.get_close_matches(name, list(self.offered), n=3, cutoff=0.6) if c not in close]
+        close = close[:3]
         hint = f" Did you mean {' or '.join(close)}?" if close else ""
         return _result(f"No tool named {json.dumps(name)} on this server.{hint} find_tools lists them.", error=True)
+
+
+def _wants_write(query: str) -> bool | None:
+    """True when the query asks for an action, False for a question, None when it says neither."""
+    words = re.findall(r"[a-z0-9]+", query.lower())
+    if "?" in query or (words and words[0] in QUESTION_WORDS) or "how many" in " ".join(words):
+        return False
+    if ACTION_WORDS & set(words):
+        return True
+    return None
 
 
 def _result(text: str, *, error: bool = False) -> types.CallToolResult:
