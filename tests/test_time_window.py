@@ -60,9 +60,10 @@ def activities(settings: Settings, **query: str) -> list[dict[str, Any]]:
 
 
 def in_window(records: list[dict[str, Any]], after: datetime, before: datetime | None = None) -> list[str]:
-    return sorted(a["id"] for a in records if a.get("activity_datetime")
-                  and after <= parse_moment(a["activity_datetime"]) and (before is None or
-                                                                          parse_moment(a["activity_datetime"]) < before))
+    def inside(moment: datetime) -> bool:
+        return after <= moment and (before is None or moment < before)
+
+    return sorted(a["id"] for a in records if a.get("activity_datetime") and inside(parse_moment(a["activity_datetime"])))
 
 
 def listed(text: str) -> list[str]:
