@@ -63,7 +63,8 @@ def in_window(records: list[dict[str, Any]], after: datetime, before: datetime |
     def inside(moment: datetime) -> bool:
         return after <= moment and (before is None or moment < before)
 
-    return sorted(a["id"] for a in records if a.get("activity_datetime") and inside(parse_moment(a["activity_datetime"])))
+    dated = [a for a in records if a.get("activity_datetime")]
+    return sorted(a["id"] for a in dated if inside(parse_moment(a["activity_datetime"])))
 
 
 def listed(text: str) -> list[str]:
