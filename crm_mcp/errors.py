@@ -447,9 +447,18 @@ def _not_found(e: NotFoundError) -> str:
                 " An earlier attempt of this delete got no answer and has most likely already deleted it; "
                 "treat the delete as done."
             )
-        look = f" Check the id: find the right one with {ctx.list_tool}." if ctx.list_tool else " Check the id."
+        look = f" Check the id: {_finding(ctx.list_tool)}." if ctx.list_tool else " Check the id."
         return head + look
     return f"Not found (HTTP 404 from {ctx.what}): {e._upstream_text()}."
+
+
+def _finding(list_tool: str) -> str:
+    """How the list tool finds a record, as it really can: by its filter, or by reading through it all."""
+    from crm_mcp.operations import operation
+
+    if operation(list_tool).filter_model:
+        return f"find the right one with {list_tool} and its filter"
+    return f"{list_tool} lists every one with its id (it cannot narrow the list)"
 
 
 def _conflict(e: ConflictError) -> str:
@@ -583,18 +592,20 @@ def _invalid_response(e: InvalidResponseError) -> str:
 
 
 def _response_too_large(e: ResponseTooLargeError) -> str:
-    listing = e.context.tool_name is not None and e.context.tool_name == e.context.list_tool
-    less = "a smaller limit or fewer fields (fields=[...])" if listing else "fewer fields (fields=[...])"
-    return (
-        f"The answer to {e.context.what} was too large to read ({_said(e.message, 200)}). "
-        f"Ask for less: {less}."
-    )
+    from crm_mcp.operations import OPERATIONS
+
+    tool = e.context.tool_name
+    listing = tool is not None and tool == e.context.list_tool
+    picks = any(op.tool_name == tool and "fields" in op.query_params for op in OPERATIONS)
+    ways = [way for way, able in (("a smaller limit", listing), ("fewer fields (fields=[...])", picks)) if able]
+    less = f"Ask for less: {' or '.join(ways)}." if ways else "This record cannot be read in parts; tell the user."
+    return f"The answer to {e.context.what} was too large to read ({_said(e.message, 200)}). {less}"
 
 
 def _uncertain_write(e: UncertainWriteError) -> str:
     ctx = e.context
     check = ctx.check_hint or (
-        f"with {ctx.list_tool} (newest first)" if ctx.list_tool else "by listing or searching the records"
+        f"with {ctx.list_tool}" if ctx.list_tool else "by listing or searching the records"
     )
     return (
         f"{ctx.what} may have been applied: the request was sent, then {_said(e.message, 200)}, so it is "

@@ -77,7 +77,8 @@ async def log_interaction(client: Any, args: LogInteractionArgs) -> ToolResult:
         link = f" (activity_id={activity_id})" if activity_id else ""
         if _uncertain(exc):
             what = (f"The note may or may not have been added: {exc.agent_message()} Do not log the {args.type} "
-                    f"again; look for the note with list_notes and add it with create_note{link} only if missing.")
+                    f"again; look through list_notes (it lists every note) for a note on this activity, and add "
+                    f"it with create_note{link} only if missing.")
         else:
             what = (f"The note was NOT added: {exc.agent_message()} Do not log the {args.type} again; "
                     f"add the note with create_note{link}.")

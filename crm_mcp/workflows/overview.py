@@ -126,7 +126,8 @@ def _render_overview(company: dict[str, Any], results: dict[str, Any], errors: d
         lines.append(f"company id: {q(cid)}")
     else:
         card = render_record("companies", company).text.splitlines()[1:]
-        lines += card
+        # the card's "fields=[...]" is an argument of get_company, not of this tool
+        lines += [line.replace('(fields=["*"]', '(get_company fields=["*"]') for line in card]
 
     hint = f"filter company_id={cid}"
     contacts = _records(results, "contacts")
