@@ -258,8 +258,8 @@ async def account_open_deals(agent: Agent, truth: Truth) -> Check:
 
 @task("total across pages", "What is the total amount of all open opportunities?")
 async def open_total(agent: Agent, truth: Truth) -> Check:
-    found = await agent.all_rows("list_opportunities", {"filter": {"status": "open"}, "max_records": 1000},
-                                 words="list deals")
+    found = await agent.all_rows("list_opportunities",  # pages of 20: the read follows the cursors
+                                 {"filter": {"status": "open"}, "limit": 20, "max_records": 1000}, words="list deals")
     answer = (len(found), sum(amount(cell(r, "amount", "monetary_amount")) for r in found))
     opps = truth.all("opportunities", **{"filter[status]": "open"})
     return answer, (len(opps), float(sum(o.get("monetary_amount") or 0 for o in opps)))
@@ -267,14 +267,15 @@ async def open_total(agent: Agent, truth: Truth) -> Check:
 
 @task("30-day history", "What did we do with Acme Corporation in the last 30 days?")
 async def thirty_days(agent: Agent, truth: Truth) -> Check:
-    since = datetime.now(UTC) - timedelta(days=30)
-    found = await agent.all_rows("list_activities", {"filter": {"company_id": "com_001"}, "max_records": 1000},
-                                 words="list activities")
-    answer = sorted(r["id"] for r in found
-                    if parse_time(cell(r, "activity_datetime", "date", "when")) >= since)
+    now = datetime.now(UTC)
+    since = now - timedelta(days=30)
+    found = await agent.all_rows("list_activities", {"filter": {"company_id": "com_001"},
+                                                     "after": since.isoformat(), "before": now.isoformat()},
+                                 words="activities in a time window")
+    answer = sorted(r["id"] for r in found)
     acts = truth.all("activities", **{"filter[company_id]": "com_001"})
     expected = sorted(a["id"] for a in acts
-                      if a.get("activity_datetime") and parse_time(a["activity_datetime"]) >= since)
+                      if a.get("activity_datetime") and since <= parse_time(a["activity_datetime"]) < now)
     return answer, expected
 
 
@@ -296,17 +297,43 @@ async def by_email(agent: Agent, truth: Truth) -> Check:
     return answer, expected
 
 
-@task("custom object", "How many active projects do we run, and which?")
+@task("custom object", "Which projects are in progress?")
 async def active_projects(agent: Agent, truth: Truth) -> Check:
     schemas = rows(await agent.call("list_custom_object_schemas", {}, words="custom object schemas"))
     schema_id = first((r["id"] for r in schemas if r.get("name") == "Project"), "Project schema")
     found = await agent.all_rows("list_custom_objects", {"object_id": schema_id, "max_records": 1000},
                                  words="list custom objects")
-    answer = sorted(r["id"] for r in found if re.search(r"(^|; )status=active(;|$)", r.get("fields", "")))
-    objects = truth.all("custom_objects", path=f"custom-object-schemas/{schema_id}/custom-objects")
-    expected = sorted(o["id"] for o in objects
-                      if any(f.get("name") == "status" and f.get("value") == "active" for f in o.get("fields") or []))
+    answer = sorted(r["id"] for r in found if re.search(r"(^|; )status=in_progress(;|$)", r.get("fields", "")))
+    objects = truth.all("custom_objects", path=f"custom-objects/{schema_id}")
+    expected = sorted(o["id"] for o in objects if any(f.get("name") == "status" and f.get("value") == "in_progress"
+                                                      for f in o.get("fields") or []))
     return answer, expected
+
+
+@task("leads by status", "How many qualified leads do we have, and who are they?")
+async def qualified_leads(agent: Agent, truth: Truth) -> Check:
+    found = await agent.all_rows("list_leads", {"fields": ["name", "status"], "max_records": 1000},
+                                 words="list leads")
+    answer = sorted(r["id"] for r in found if r.get("status") == "qualified")
+    return answer, sorted(lead["id"] for lead in truth.all("leads") if lead.get("status") == "qualified")
+
+
+@task("users by role", "Who are our customer success managers?")
+async def success_managers(agent: Agent, truth: Truth) -> Check:
+    found = await agent.all_rows("list_users", {"fields": ["first_name", "last_name", "title"]},
+                                 words="list users")
+    role = "Customer Success Manager"
+    answer = sorted(f"{r['first_name']} {r['last_name']}" for r in found if r.get("title") == role)
+    return answer, sorted(name_of(u) for u in truth.all("users") if u.get("title") == role)
+
+
+@task("pipeline stages", "What are the stages of the Renewals pipeline, in order?")
+async def renewal_stages(agent: Agent, truth: Truth) -> Check:
+    pipelines = rows(await agent.call("list_pipelines", {}, words="pipeline stages"))
+    stages = first((r["stages"] for r in pipelines if r.get("name") == "Renewals"), "Renewals pipeline")
+    answer = re.findall(r"(?:^|; )([^;(]+?) \(stg_\w+\)", stages)
+    renewals = first((p for p in truth.all("pipelines") if p.get("name") == "Renewals"), "Renewals pipeline")
+    return answer, [s["name"] for s in sorted(renewals["stages"], key=lambda s: s.get("display_order") or 0)]
 
 
 @task("log a call", "Log a call with Jane Doe about pricing, with a note that they want a proposal.")
