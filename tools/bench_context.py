@@ -22,9 +22,10 @@ Rows:
   what the agent writes, each call's name and arguments, to both sides): the same
   calls the workflow makes, each run as its own tool call (`search_crm` "Acme": one list call per
   resource and field searched; `get_account_overview` com_001: get_company and the five lists;
-  `log_interaction` a call with a note, the contact given by name ("Jane Doe") or by id: the
-  lookup of the contact (list_contacts by name, or get_contact), list_opportunities (the
-  company's open ones, to find the contact's), create_activity, create_note).
+  `log_interaction` a call with a note, the contact given by name ("David Gonzalez", on one open
+  opportunity, which the workflow links) or by id: the lookup of the contact (list_contacts by
+  name, or get_contact), list_opportunities (the company's open ones, to find the contact's),
+  create_activity, create_note).
   Goal: the workflow answer costs at most a third.
 Only measures: writes nothing but the table (stdout).
 """
@@ -56,9 +57,9 @@ from crm_mcp.workflows import ACTIVITY_SCAN, NOTE_PAGE, NOTE_PAGES, SEARCH_PAGE,
 
 SEARCH_QUERY = "Acme"
 COMPANY = "com_001"
-CONTACT = "con_0001"
+CONTACT = "con_0011"
 LOG_RUNS = 10
-CONTACT_NAME = "Jane Doe"  # con_0001, of com_001, on two of its four open opportunities
+CONTACT_NAME = "David Gonzalez"  # con_0011, of com_001, on one of its four open opportunities: linked to it
 NOTE = "Discussed the renewal; they want a proposal by Friday."
 
 
@@ -179,9 +180,9 @@ async def log_singles(client: Client, lookup: str, args: dict[str, Any]) -> int:
     its company), find its open opportunity among the company's, create the activity and the note."""
     contact = await call(client, lookup, args)
     opportunities = await call(client, "list_opportunities", {"filter": {"company_id": COMPANY, "status": "open"}})
-    activity = await call(client, "create_activity", {"type": "call", "title": "Call with Jane Doe",
+    activity = await call(client, "create_activity", {"type": "call", "title": "Call with David Gonzalez",
                                                       "contact_id": CONTACT, "company_id": COMPANY})
-    note = await call(client, "create_note", {"title": "Call with Jane Doe", "content": NOTE,
+    note = await call(client, "create_note", {"title": "Call with David Gonzalez", "content": NOTE,
                                               "contact_id": CONTACT, "company_id": COMPANY})
     return sum(paid(r) for r in (contact, opportunities, activity, note))
 
