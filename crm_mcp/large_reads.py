@@ -14,6 +14,9 @@ tool call instead of three (and reads one table instead of three). The read:
 - reports progress after each page (records read of N) when the client asked for progress;
 - a failure on the first page is the tool's error; on a later page, the records already read are
   returned with the failure as the reason it stopped.
+
+A time window on activities (`after` / `before` on list_activities, `read_window`) is a read of the
+same kind: the server walks the pages newest-created first and keeps what falls in the window.
 """
 
 from __future__ import annotations
