@@ -11,8 +11,9 @@ The `mcp` SDK opens a SERVER span per MCP request (`tools/call <name>`), parente
 - metrics: `crm_mcp.tool.calls` and `crm_mcp.tool.errors` (counters) and `crm_mcp.tool.duration`
   (histogram, seconds) by tool and status; `http.client.request.duration` for upstream requests.
 
-Everything goes through the OpenTelemetry API (a dependency of `mcp`): until a tracer and meter
-provider are installed it is the API's no-op, a few microseconds per call. `configure()` installs
+Everything goes through the OpenTelemetry API (a dependency of `mcp`). Until a tracer or meter
+provider is installed the hooks step aside at once (`_off`): telemetry left unconfigured costs a
+call about 5 µs, recorded and exported about 100 µs (tools/bench_telemetry.py). `configure()` installs
 the SDK's providers, exporting over OTLP, when the optional SDK is installed
 (`unified-crm-mcp[otel]`) and the standard OTEL_* variables ask for an exporter; the SDK itself
 reads the rest of them (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_EXPORTER_OTLP_HEADERS,
@@ -55,6 +56,19 @@ _upstream_duration = _meter.create_histogram(
 )
 
 
+
+def _off() -> bool:
+    """No provider installed (the SDK is absent or not configured): nothing would be recorded."""
+    return isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider) and isinstance(
+        metrics.get_meter_provider(), _UNSET_METER_PROVIDER)
+
+
+try:  # the API's stand-in until a meter provider is set (not exported by name)
+    from opentelemetry.metrics._internal import _ProxyMeterProvider as _UNSET_METER_PROVIDER
+except ImportError:  # moved in some later API: never step aside, the API's no-op still applies
+    _UNSET_METER_PROVIDER = type(None)  # type: ignore[assignment,misc]
+
+
 # ---------------------------------------------------------------------------------------- tool calls
 
 P = ParamSpec("P")
@@ -66,6 +80,8 @@ def traced_call(call_tool: Callable[Concatenate[Any, P], Awaitable[R]]) -> Calla
 
     @functools.wraps(call_tool)
     async def traced(tool: Any, *args: P.args, **kwargs: P.kwargs) -> R:
+        if _off():
+            return await call_tool(tool, *args, **kwargs)
         started = time.perf_counter()
         with _tracer.start_as_current_span(
             f"execute_tool {tool.name}", kind=SpanKind.INTERNAL,
@@ -109,6 +125,9 @@ def upstream_span(request: httpx2.Request, route: str) -> Iterator[Callable[[Any
     """A CLIENT span around one HTTP exchange with the API, whose `traceparent` it puts on
     `request`; `route` is the operation's path template. Yields `done(outcome)`, to be given the
     exchange's outcome (an `ApiResponse`, or a failed attempt with its `error`)."""
+    if _off():
+        yield _ignore
+        return
     method = request.method
     started = time.perf_counter()
     labels: dict[str, Any] = {"http.request.method": method, "url.template": route, "server.address": request.url.host}
@@ -132,6 +151,10 @@ def upstream_span(request: httpx2.Request, route: str) -> Iterator[Callable[[Any
             span.set_attributes(found)
             if "error.type" in found:
                 span.set_status(StatusCode.ERROR)
+
+
+def _ignore(outcome: Any) -> None:
+    return None
 
 
 # ------------------------------------------------------------------------------------- configuration
