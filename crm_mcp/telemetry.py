@@ -174,6 +174,9 @@ def configure(env: Mapping[str, str] | None = None) -> bool:
     metric = _exporter_name(env, "OTEL_METRICS_EXPORTER", endpoint)
     if traces == _NONE and metric == _NONE:
         return False
+    protocol = env.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf").strip().lower()
+    if protocol != "http/protobuf":
+        log.warning("OTEL_EXPORTER_OTLP_PROTOCOL=%s: only http/protobuf is shipped (port 4318); using it", protocol)
     if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         return False  # someone installed one already (e.g. opentelemetry-instrument): use it
     try:
@@ -187,7 +190,8 @@ def configure(env: Mapping[str, str] | None = None) -> bool:
         log.warning("OTEL_* variables ask for telemetry but the OpenTelemetry SDK is not installed: "
                     "install unified-crm-mcp[otel]. Telemetry stays off.")
         return False
-    attributes = {} if env.get(OTEL_SERVICE_NAME) else {"service.name": SERVICE_NAME}
+    named = env.get(OTEL_SERVICE_NAME) or "service.name=" in env.get("OTEL_RESOURCE_ATTRIBUTES", "")
+    attributes = {} if named else {"service.name": SERVICE_NAME}
     resource = Resource.create({**attributes, "service.version": __version__})
     if traces != _NONE:
         provider = TracerProvider(resource=resource)
