@@ -31,8 +31,9 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
-from opentelemetry import metrics, propagate, trace
+from opentelemetry import metrics, trace
 from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from crm_mcp import __version__
 
@@ -54,19 +55,20 @@ _duration = _meter.create_histogram("crm_mcp.tool.duration", unit="s", descripti
 _upstream_duration = _meter.create_histogram(
     "http.client.request.duration", unit="s", description="Upstream (Apideck API) request duration"
 )
+# Only the W3C trace context goes upstream: baggage a client sent in _meta is its own data, not
+# something to hand to a third party's API.
+_upstream_propagator = TraceContextTextMapPropagator()
 
+try:  # the API's stand-in until a meter provider is set (not exported by name)
+    from opentelemetry.metrics._internal import _ProxyMeterProvider as _UNSET_METER_PROVIDER
+except ImportError:  # moved in some later API: never step aside, the API's no-op still applies
+    _UNSET_METER_PROVIDER = type(None)  # type: ignore[assignment,misc]
 
 
 def _off() -> bool:
     """No provider installed (the SDK is absent or not configured): nothing would be recorded."""
     return isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider) and isinstance(
         metrics.get_meter_provider(), _UNSET_METER_PROVIDER)
-
-
-try:  # the API's stand-in until a meter provider is set (not exported by name)
-    from opentelemetry.metrics._internal import _ProxyMeterProvider as _UNSET_METER_PROVIDER
-except ImportError:  # moved in some later API: never step aside, the API's no-op still applies
-    _UNSET_METER_PROVIDER = type(None)  # type: ignore[assignment,misc]
 
 
 # ---------------------------------------------------------------------------------------- tool calls
@@ -132,7 +134,7 @@ def upstream_span(request: httpx2.Request, route: str) -> Iterator[Callable[[Any
     started = time.perf_counter()
     labels: dict[str, Any] = {"http.request.method": method, "url.template": route, "server.address": request.url.host}
     with _tracer.start_as_current_span(f"{method} {route}", kind=SpanKind.CLIENT, attributes=labels) as span:
-        propagate.inject(request.headers)  # W3C traceparent (and tracestate) of this span
+        _upstream_propagator.inject(request.headers)  # W3C traceparent (and tracestate) of this span
         if request.url.port is not None and span.is_recording():
             span.set_attribute("server.port", request.url.port)
         found: dict[str, Any] = {}
