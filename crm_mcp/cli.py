@@ -176,7 +176,9 @@ def serve(
     import anyio
 
     from crm_mcp.server import build_server, run_stdio
+    from crm_mcp.telemetry import configure
 
+    configure()  # OpenTelemetry export, when the standard OTEL_* variables ask for it
     log = logging.getLogger("crm_mcp")
     server = build_server(settings, selection=selection, confirm_destructive=confirm_destructive)
     log.info("crm-mcp serving %s over %s", settings.describe(), "HTTP" if http else "stdio")
@@ -228,6 +230,10 @@ def run_call(settings: Settings, name: str, raw_arguments: str) -> int:
     if not isinstance(arguments, dict):
         print("crm-mcp: arguments must be a JSON object", file=sys.stderr)
         return 2
+
+    from crm_mcp.telemetry import configure
+
+    configure()  # OpenTelemetry export, when the standard OTEL_* variables ask for it
 
     async def go() -> int:
         runtime = CrmRuntime(settings)

@@ -43,7 +43,7 @@ import anyio
 import httpx2
 from pydantic_core import to_jsonable_python
 
-from crm_mcp import __version__
+from crm_mcp import __version__, telemetry
 from crm_mcp.error_decoding import decode_error, request_id_from
 from crm_mcp.errors import (
     CallContext,
@@ -357,7 +357,9 @@ class ApideckClient:
             if request.url.raw_path != expected_target:  # defence in depth: the URL must be exactly ours
                 raise InvalidArgumentError("path", "the request path would be rewritten; refusing to send", context=ctx)
             t0 = time.perf_counter()
-            outcome = await self._attempt(request, ctx, secrets, had_no_answer, deadline)
+            with telemetry.upstream_span(request, op.path) as traced:  # telemetry: a span, its traceparent sent
+                outcome = await self._attempt(request, ctx, secrets, had_no_answer, deadline)
+                traced(outcome)
             if isinstance(outcome, ApiResponse):
                 elapsed_ms = (time.perf_counter() - wall_start) * 1000
                 logger.debug(

@@ -15,7 +15,9 @@ In discover mode tools/list offers only:
 
 Only the tools the selection offers (--read-only, --resources, --tools, --workflows) are found,
 described and run; a withheld tool answers with the same isError text as a direct call. The
-meta-tools and what they can reach are fixed when the server is built.
+meta-tools and what they can reach are fixed when the server is built. Under OAuth, `find_tools`
+and `describe_tool` show a caller only the tools its token's scopes allow, as tools/list does
+(`crm_mcp.auth.scopes`); describing another names the scope it needs.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 import mcp_types as types
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from crm_mcp.auth.scopes import allows, granted_scopes, scope_refusal
 from crm_mcp.runtime import validation_message
 from crm_mcp.selection import ToolSet
 from crm_mcp.tools import WORKFLOWS, Tool
@@ -193,22 +196,24 @@ class Discovery:
             args: Any = model.model_validate(dict(params.arguments or {}))
         except ValidationError as exc:
             return _result(validation_message(params.name, exc), error=True)
+        request = getattr(ctx, "request", None)  # OAuth: its token's scopes narrow what is found and described
         if params.name == "find_tools":
-            return self.find(args.query, args.resource)
+            return self.find(args.query, args.resource, request)
         if params.name == "describe_tool":
-            return self.describe(args.name)
+            return self.describe(args.name, request)
         return await self.run(ctx, params, args.name, args.arguments)
 
-    def find(self, query: str | None, resource: str | None) -> types.CallToolResult:
+    def find(self, query: str | None, resource: str | None, request: Any = None) -> types.CallToolResult:
+        """`request`: the MCP request's HTTP request (OAuth: tools its token does not allow are not found)."""
         if resource is not None and resource not in self.resources:
             return _result(f"Unknown resource {json.dumps(resource)}. Resources: {', '.join(self.resources)}.",
                            error=True)
-        entries = [e for e in self._entries if resource is None or resource in e.resources]
+        entries = [e for e in self._visible(granted_scopes(request)) if resource is None or resource in e.resources]
         words = [w for w in re.findall(r"[a-z0-9]+", (query or "").lower()) if w not in STOPWORDS]
         if not words:
             if resource is not None:
                 return self._lines(entries, f"{len(entries)} {resource} tools")
-            return self._index()
+            return self._index(entries)
         scored = [(self._score(e, words), i, e) for i, e in enumerate(entries)]
         off_scored = [(self._score(e, words), i, e) for i, e in enumerate(self._withheld_entries)
                       if resource is None or resource in e.resources]
@@ -257,9 +262,12 @@ class Discovery:
             lines.append(f"Not enabled on this server: {', '.join(off)}.")
         return _result("\n".join(lines))
 
-    def _index(self) -> types.CallToolResult:
+    def _visible(self, granted: frozenset[str] | None) -> list[_Entry]:
+        return self._entries if granted is None else [e for e in self._entries if allows(granted, e.tool.name)]
+
+    def _index(self, entries: list[_Entry]) -> types.CallToolResult:
         groups: dict[str, list[str]] = {}
-        for e in self._entries:
+        for e in entries:
             key = e.tool.toolset
             groups.setdefault(key, []).append(e.tool.name)
         lines = ["Tools by resource (find_tools with words or resource: descriptions):"]
@@ -268,10 +276,14 @@ class Discovery:
             lines.append(f"{len(self.withheld)} more tools are not enabled on this server.")
         return _result("\n".join(lines))
 
-    def describe(self, name: str) -> types.CallToolResult:
+    def describe(self, name: str, request: Any = None) -> types.CallToolResult:
+        """`request`: the MCP request's HTTP request (OAuth: a tool the token does not allow is refused)."""
         tool = self.offered.get(name)
         if tool is None:
             return self._missing(name)
+        refusal = scope_refusal(request, name)
+        if refusal is not None:
+            return _result(refusal, error=True)
         head = f"{tool.name}: {tool.description}"
         if tool.annotations.get("readOnlyHint"):
             head += " Read-only."

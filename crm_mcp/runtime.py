@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from pydantic import ValidationError
 
+from crm_mcp import telemetry
 from crm_mcp.client import Credentials
 from crm_mcp.config import Settings
 from crm_mcp.errors import CrmError
@@ -104,6 +105,7 @@ def validation_message(tool: str, exc: ValidationError) -> str:
     return f"Invalid arguments for {tool}: " + "; ".join(parts) + tail + ". Fix them and call again."
 
 
+@telemetry.traced_call  # telemetry: a span and the call metrics per tool call (crm_mcp.telemetry)
 async def call_tool(tool: Tool, arguments: dict[str, Any] | None, run: Run, *, confirm: Confirm | None = None) -> Any:
     """Run `tool` with `arguments` through the pipeline. Returns a ToolResult, or what `confirm`
     answers instead of running (an MCP result of its own, e.g. an `InputRequiredResult`)."""

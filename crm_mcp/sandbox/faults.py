@@ -54,6 +54,7 @@ class SeenRequest:
     query: str
     consumer: str | None
     at: float
+    traceparent: str | None = None  # the W3C trace context the request came with (telemetry tests)
 
 
 @dataclass(eq=False)
@@ -203,10 +204,12 @@ class FaultPlan:
 
     # ------------------------------------------------------------------ used by the middleware
 
-    def observe(self, method: str, path: str, query: str, consumer: str | None) -> Fault | None:
+    def observe(
+        self, method: str, path: str, query: str, consumer: str | None, traceparent: str | None = None
+    ) -> Fault | None:
         """Log a request and pick the fault to inject into it, if any."""
         with self._lock:
-            self._seen.append(SeenRequest(method, path, query, consumer, time.time()))
+            self._seen.append(SeenRequest(method, path, query, consumer, time.time(), traceparent))
             for fault in self._faults:
                 if not fault.exhausted and fault.matches(method, path) and fault.roll():
                     fault.fired += 1
@@ -256,6 +259,7 @@ class FaultMiddleware:
             scope["path"],
             (scope.get("query_string") or b"").decode("latin-1"),
             consumer.decode("latin-1") if consumer is not None else None,
+            headers[b"traceparent"].decode("latin-1") if b"traceparent" in headers else None,
         )
         if fault is None:
             await self.app(scope, receive, send)

@@ -93,6 +93,44 @@ async def test_discovery_mode_call_tool_needs_the_scope_of_the_tool_it_runs(
         assert not got.is_error and "Acme Corporation" in text_of(got)
 
 
+def indexed(index: str) -> set[str]:
+    """The tool names of find_tools' index ("contacts: list_contacts, get_contact, ..." per line)."""
+    return {name for line in index.splitlines()[1:] for name in line.split(": ", 1)[1].split(", ")}
+
+
+async def test_discovery_mode_finds_and_describes_only_the_tools_the_token_allows(
+    sandbox_server: Any, authorization_server: AuthorizationServer
+) -> None:
+    with mcp_server(sandbox_server, authorization_server.issuer, selection=Selection(tool_mode="discover")) as url:
+        reader = authorization_server.client_credentials("agent-a", resource=url, scope="crm:read")
+        everything = authorization_server.client_credentials("agent-a", resource=url,
+                                                             scope="crm:read crm:write crm:delete")
+        async with session(url, reader) as client:
+            index = text_of(await client.call_tool("find_tools", {}))
+            contacts = text_of(await client.call_tool("find_tools", {"resource": "contacts"}))
+            removal = text_of(await client.call_tool("find_tools", {"query": "delete a contact"}))
+            refused = await client.call_tool("describe_tool", {"name": "delete_contact"})
+            described = await client.call_tool("describe_tool", {"name": "get_contact"})
+        async with session(url, everything) as client:
+            full_index = text_of(await client.call_tool("find_tools", {}))
+            full_removal = text_of(await client.call_tool("find_tools", {"query": "delete a contact"}))
+            all_contacts = text_of(await client.call_tool("find_tools", {"resource": "contacts"}))
+            allowed = await client.call_tool("describe_tool", {"name": "delete_contact"})
+    assert indexed(index) == READ_TOOLS  # every tool crm:read allows, and nothing else
+    readable = {"list_contacts", "get_contact", "search_crm", "get_account_overview"}
+    assert set(re.findall(r"^(\w+):", contacts, re.M)) == readable
+    assert "delete_" not in removal and "update_" not in removal and "create_" not in removal
+    assert refused.is_error and text_of(refused) == (
+        "delete_contact needs the OAuth scope crm:delete, which your access token does not carry. "
+        "Authorize again with that scope.")
+    assert not described.is_error and text_of(described).startswith("get_contact: ")
+    assert indexed(full_index) == {t.name for t in registry()}
+    assert full_removal.splitlines()[1].startswith("delete_contact: ")
+    writes = {"create_contact", "update_contact", "delete_contact", "log_interaction"}
+    assert set(re.findall(r"^(\w+):", all_contacts, re.M)) == readable | writes
+    assert not allowed.is_error and text_of(allowed).startswith("delete_contact: ")
+
+
 class ScopesInRequest:
     """Stands in for the OAuth guard after it validated a token with `scopes`: what the guard puts
     in the ASGI scope, without the guard's own 403, to show the server itself refuses a call."""
