@@ -189,6 +189,23 @@ def _is_list(annotation: Any) -> bool:
     return any(getattr(arg, "__origin__", None) is list for arg in (annotation, *getattr(annotation, "__args__", ())))
 
 
+# Issue 13 (crm_mcp.journal): every write can be previewed; the creates that look for likely
+# duplicates first can be told to go on. Undescribed: the names say it and the budget is tight.
+WRITE_ACTIONS = ("create", "update", "delete")
+DUPLICATE_CHECKED = ("contacts", "companies", "leads")  # crm_mcp.journal.duplicates.CRITERIA
+JOURNAL_ARGUMENTS = ("dry_run", "allow_duplicate")  # not sent to the API
+
+
+def journal_fields(op: Operation) -> dict[str, Any]:
+    """`dry_run` on every write; `allow_duplicate` on the creates checked for duplicates."""
+    if op.action not in WRITE_ACTIONS:
+        return {}
+    out: dict[str, Any] = {"dry_run": (bool, Field(False))}
+    if op.action == "create" and op.resource in DUPLICATE_CHECKED:
+        out["allow_duplicate"] = (bool, Field(False))
+    return out
+
+
 def query_fields(op: Operation) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if op.action == "list":
@@ -212,6 +229,7 @@ def args_model(
         **path_fields(op),
         **query_fields(op),
         **body_fields(op, partial=op.action == "update"),
+        **journal_fields(op),
         **consumer_fields(per_call_consumer, allowed_consumers),
     }
     name = "".join(part.title() for part in op.tool_name.split("_")) + "Args"
@@ -232,6 +250,8 @@ def split_arguments(op: Operation, args: ToolArgs) -> tuple[dict[str, str], dict
     data.pop("consumer_id", None)
     data.pop("service_id", None)
     data.pop("max_records", None)  # not an API parameter: the runtime follows the cursors
+    for name in JOURNAL_ARGUMENTS:  # the pipeline's, not the API's
+        data.pop(name, None)
     if op.action in ("list", "get"):
         query = dict(data)
         fields = query.pop("fields", None)
