@@ -16,6 +16,7 @@ The other two read (`crm:read`), so read-only mode keeps them.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -108,9 +109,10 @@ async def changes_digest(run: Run, args: CrmChangesArgs) -> ToolResult:
 
 
 def _tool(name: str, title: str, description: str, args: type[BaseModel], scope: Scope,
-          resources: frozenset[str], run: Any, output: dict[str, Any]) -> Tool:
+          resources: frozenset[str], run: Callable[[Run, Any], Awaitable[ToolResult]],
+          output: dict[str, Any]) -> Tool:
     async def handler(call: Run, validated: Any) -> ToolResult:
-        return await run(call, validated)  # type: ignore[no-any-return]
+        return await run(call, validated)
 
     # undo_change overwrites or deletes: the protocol's defaults (destructive, not idempotent) hold
     annotations = {"readOnlyHint": True} if scope == "crm:read" else {}

@@ -98,8 +98,8 @@ async def _preview(client: Any, body: dict[str, Any], title: str, note: str | No
     activity = await preview_write(client, operation("create_activity"), body=body)
     text, structured = activity.text, {"dry_run": True, "activity": activity.to_dict()["request"]}
     if note:
-        note_body = {"title": title, "content": note, **{k: body[k] for k in ("contact_id", "company_id",
-                                                                              "opportunity_id") if k in body}}
+        links = ("contact_id", "company_id", "opportunity_id")
+        note_body: dict[str, Any] = {"title": title, "content": note, **{k: body[k] for k in links if k in body}}
         preview = await preview_write(client, operation("create_note"), body=note_body)
         text += "\nThen, with the new activity's id as activity_id:\n" + preview.text
         structured["note"] = preview.to_dict()["request"]
