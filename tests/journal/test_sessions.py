@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import mcp_types as types
 import pytest
 from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters
@@ -239,3 +240,41 @@ async def test_two_replicas_share_the_journal(settings: Settings, sandbox_server
             tg.start_soon(undo, one)
             tg.start_soon(undo, two)
         assert sorted(r.is_error for r in results) == [False, True]
+
+
+class Asker:
+    """An elicitation callback answering as a user would; records the questions."""
+
+    def __init__(self, action: str) -> None:
+        self.action = action
+        self.asked: list[str] = []
+
+    async def __call__(self, _ctx: Any, params: Any) -> types.ElicitResult:
+        self.asked.append(params.message)
+        content = {"confirm": True} if self.action == "accept" else None
+        return types.ElicitResult(action=self.action, content=content)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_confirm_destructive_asks_before_an_undo_that_deletes(settings: Settings, mode: str) -> None:
+    asker = Asker("decline")
+    server = build_server(settings, confirm_destructive=True)
+    async with Client(server, mode=mode, elicitation_callback=asker) as client:  # type: ignore[arg-type]
+        call = caller(client)
+        await ok(call, "delete_contact", {"id": "con_0002", "dry_run": True})  # a preview deletes nothing
+        changed = await ok(call, "update_contact", {"id": "con_0001", "title": "COO"})
+        created = await ok(call, "create_contact", {"first_name": "Ada", "last_name": "Confirm"})
+        assert asker.asked == []  # neither a preview, an update nor a create is asked about
+        await ok(call, "undo_change", {"change_id": changed.structured_content["change_id"]})  # patches: not asked
+        assert asker.asked == []
+        new_id = created.structured_content["id"]
+        declined = await call("undo_change", {"change_id": created.structured_content["change_id"]})
+        assert asker.asked == [f"Undoing {created.structured_content['change_id']} deletes the record it created. "
+                               f"Delete contact {new_id} (Ada Confirm)? Undo re-creates it with a new id; "
+                               "records linked to it are not relinked."]
+        assert declined.is_error and f"the user declined deleting contact {new_id}" in text_of(declined)
+        await ok(call, "get_contact", {"id": new_id})  # still there
+        asker.action = "accept"
+        await ok(call, "undo_change", {"last": 1})
+        gone = await call("get_contact", {"id": new_id})
+        assert gone.is_error
