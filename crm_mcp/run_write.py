@@ -4,6 +4,7 @@ it, and answered with its change id. The journal's protocol is `crm_mcp.journal`
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -90,3 +91,49 @@ async def _replay(client: Any, op: Operation, replay: Any) -> ToolResult:
         return ToolResult(replay.text, structured, False, "replay")
     card = render.render_record(op.resource, record)
     return ToolResult(f"{replay.text}\n{card.text}", structured, False, "replay")
+
+
+class JournalingClient:
+    """The API client of a workflow that writes (log_interaction): each create, update or delete
+    it sends is journaled like an operation tool's write, and its change kept in `changes` for the
+    answer. No duplicate check: the workflow has found its records itself."""
+
+    def __init__(self, client: Any, journal: Any, scope: Any):
+        self._client = client
+        self._journal = journal
+        self._scope = scope
+        self.changes: list[Any] = []
+
+    async def call(self, op: Operation, **kwargs: Any) -> Any:
+        if op.action not in ("create", "update", "delete"):
+            return await self._client.call(op, **kwargs)
+        pending = await self._journal.before_write(self._client, op, scope=self._scope,
+                                                   path_params=kwargs.get("path_params"), body=kwargs.get("body"),
+                                                   allow_duplicate=True)
+        try:
+            response = await self._client.call(op, **kwargs)
+        except BaseException as exc:
+            await self._journal.write_failed(pending, exc)
+            raise
+        try:
+            self.changes.append(await self._journal.after_write(pending, response))
+        except Exception:
+            log.exception("journal: %s succeeded but could not be journaled", op.tool_name)
+        return response
+
+
+async def journaling_client(run: Run) -> JournalingClient:
+    return JournalingClient(await run.client(), await run.runtime.journal(), run.journal_scope())
+
+
+def with_changes(result: ToolResult, changes: list[Any]) -> ToolResult:
+    """A workflow's answer with the change ids of the writes it made, and how to take them back."""
+    if not changes:
+        return result
+    ids = [c.id for c in changes]
+    if len(ids) == 1:
+        note = f"Change {ids[0]} (undo_change with change_id {ids[0]!r} takes it back)."
+    else:
+        note = f"Changes {', '.join(ids)} (undo_change with each change_id takes them back)."
+    return dataclasses.replace(result, text=f"{result.text}\n{note}",
+                               structured={**(result.structured or {}), "change_ids": ids})

@@ -278,3 +278,16 @@ async def test_confirm_destructive_asks_before_an_undo_that_deletes(settings: Se
         await ok(call, "undo_change", {"last": 1})
         gone = await call("get_contact", {"id": new_id})
         assert gone.is_error
+
+
+async def test_log_interaction_is_journaled_and_undone(settings: Settings, sandbox_server: SandboxServer) -> None:
+    async with session("memory", settings) as client:
+        call = caller(client)
+        logged = await ok(call, "log_interaction", {"type": "call", "contact": "con_0001", "note": "Renewal"})
+        activity, note = logged.structured_content["activity_id"], logged.structured_content["note_id"]
+        ids = logged.structured_content["change_ids"]
+        assert len(ids) == 2 and f"Changes {ids[0]}, {ids[1]}" in text_of(logged)
+        for change in ids:
+            await ok(call, "undo_change", {"change_id": change})
+        assert (await call("get_activity", {"id": activity})).is_error
+        assert (await call("get_note", {"id": note})).is_error
