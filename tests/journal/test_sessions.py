@@ -291,3 +291,17 @@ async def test_log_interaction_is_journaled_and_undone(settings: Settings, sandb
             await ok(call, "undo_change", {"change_id": change})
         assert (await call("get_activity", {"id": activity})).is_error
         assert (await call("get_note", {"id": note})).is_error
+
+
+async def test_without_a_journal_writes_are_refused_and_reads_go_on(
+    sandbox_server: SandboxServer, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory", encoding="utf-8")
+    settings = dataclasses.replace(sandbox_settings(sandbox_server), journal_path=str(blocker / "journal.db"))
+    async with session("memory", settings) as client:
+        refused = await client.call_tool("update_contact", {"id": "con_0001", "title": "COO"})
+        assert refused.is_error and text_of(refused).startswith("Nothing was written: the write journal")
+        assert writes(sandbox_server, settings.consumer_id or "") == 0
+        read = await client.call_tool("get_contact", {"id": "con_0001", "fields": ["title"]})
+        assert not read.is_error and "title: VP of Operations" in text_of(read)
