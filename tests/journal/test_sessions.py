@@ -305,3 +305,20 @@ async def test_without_a_journal_writes_are_refused_and_reads_go_on(
         assert writes(sandbox_server, settings.consumer_id or "") == 0
         read = await client.call_tool("get_contact", {"id": "con_0001", "fields": ["title"]})
         assert not read.is_error and "title: VP of Operations" in text_of(read)
+
+
+async def test_the_digest_pages_with_its_cursor_and_explains_bad_input(settings: Settings) -> None:
+    async with session("memory", settings) as client:
+        call = caller(client)
+        first = await ok(call, "crm_changes", {"since": "2026-01-01T00:00:00Z", "resources": ["contacts"], "limit": 2})
+        page = first.structured_content
+        assert page["changes"]["contacts"]["count"] == 2 and page["changes"]["contacts"]["more"] is True
+        assert f"call crm_changes again with cursor {page['cursor']!r}" in text_of(first)
+        second = (await ok(call, "crm_changes", {"cursor": page["cursor"], "limit": 2})).structured_content
+        ids = [r["id"] for r in page["changes"]["contacts"]["records"]]
+        later = [r["id"] for r in second["changes"]["contacts"]["records"]]
+        assert len(later) == 2 and not set(ids) & set(later)
+        bad = await call("crm_changes", {"since": "last tuesday"})
+        assert bad.is_error and "since must be an ISO 8601 date or time" in text_of(bad)
+        both = await call("crm_changes", {"since": "2026-01-01", "cursor": page["cursor"]})
+        assert both.is_error and "Give since or cursor, not both" in text_of(both)
