@@ -322,3 +322,16 @@ async def test_the_digest_pages_with_its_cursor_and_explains_bad_input(settings:
         assert bad.is_error and "since must be an ISO 8601 date or time" in text_of(bad)
         both = await call("crm_changes", {"since": "2026-01-01", "cursor": page["cursor"]})
         assert both.is_error and "Give since or cursor, not both" in text_of(both)
+
+
+def test_the_journal_tools_are_small_and_scoped() -> None:
+    """Each under 250 tokens as tools/list sends it; undo_change needs crm:write (it takes back the
+    consumer's own writes, even a create), the two others only read."""
+    from crm_mcp.tokens import json_tokens
+    from crm_mcp.tools import by_name
+
+    tools = by_name()
+    sizes = {name: json_tokens(tools[name].to_wire()) for name in ("undo_change", "list_changes", "crm_changes")}
+    assert all(size < 250 for size in sizes.values()), sizes
+    assert {name: tools[name].scope for name in sizes} == {
+        "undo_change": "crm:write", "list_changes": "crm:read", "crm_changes": "crm:read"}
