@@ -11,7 +11,8 @@ FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY crm_mcp ./crm_mcp
-RUN python -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir .
+# The postgres extra: replicas share the write journal through CRM_MCP_JOURNAL_DATABASE_URL.
+RUN python -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir '.[postgres]'
 
 FROM python:3.11-slim
 LABEL io.modelcontextprotocol.server.name="io.github.crm-mcp/unified-crm-mcp" \

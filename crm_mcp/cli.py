@@ -192,10 +192,10 @@ def serve(
 
 def print_tool_table() -> int:
     from crm_mcp.tokens import TokenizerMissing, json_tokens
-    from crm_mcp.tools import WORKFLOWS, registry
+    from crm_mcp.tools import registry
 
-    tools = [t for t in registry() if t.toolset != WORKFLOWS]
-    workflows = [t for t in registry() if t.toolset == WORKFLOWS]
+    tools = [t for t in registry() if t.operation is not None]
+    workflows = [t for t in registry() if t.operation is None]  # workflow and journal tools
     try:
         rows = [(t.name, t.kind, json_tokens(t.to_wire())) for t in (*tools, *workflows)]
     except TokenizerMissing as exc:
@@ -206,7 +206,7 @@ def print_tool_table() -> int:
     for name, kind, tokens in rows:
         print(f"{name:<{width}}  {kind:<8}  {tokens:>6}")
     print(f"{'all ' + str(len(tools)) + ' tools':<{width}}  {'':<8}  {json_tokens([t.to_wire() for t in tools]):>6}")
-    print(f"{'+ ' + str(len(workflows)) + ' workflows':<{width}}  {'':<8}  "
+    print(f"{'+ ' + str(len(workflows)) + ' others':<{width}}  {'':<8}  "
           f"{json_tokens([t.to_wire() for t in workflows]):>6}")
     return 0
 

@@ -2,9 +2,10 @@
 
 `confirm_delete` is the pipeline's confirm step (`crm_mcp.runtime.call_tool`): every call of a tool
 whose scope is `crm:delete` (directly, or through discover mode's `call_tool`, which runs the same
-pipeline) asks the user once, through form elicitation, before it runs.
+pipeline) asks the user once, through form elicitation, before it runs; so does an `undo_change`
+that deletes (the undo of a create). A `dry_run` preview deletes nothing and is not asked about.
 
-The question is "Delete contact con_0001 (Jane Doe)? This cannot be undone." with one boolean
+The question is "Delete contact con_0001 (Jane Doe)? Undo re-creates it with a new id; ..." with one boolean
 field. The record is looked up only to name it: when that lookup fails (not found, or any other
 error) the question names the id alone, and is still asked. Only an accept with `confirm: true`
 runs the delete; a decline, a cancel, an unchecked box or a failed elicitation leaves the record
@@ -60,13 +61,18 @@ REQUESTED_SCHEMA: dict[str, Any] = {
         "confirm": {
             "type": "boolean",
             "title": "Delete permanently",
-            "description": "Check to delete the record. It cannot be undone.",
+            "description": "Check to delete the record.",
             "default": False,
         }
     },
     "required": ["confirm"],
 }
 
+
+
+# What a delete leaves: the journal can re-create the record (undo_change), not its id or its links.
+AFTER_DELETE = "Undo re-creates it with a new id; records linked to it are not relinked."
+UNDO_TOOL = "undo_change"
 
 
 def install(server: Any, key: str | None = None) -> None:
@@ -104,10 +110,11 @@ def _label(record: Mapping[str, Any]) -> str | None:
 class _Target:
     """One delete about to be asked about: what it is called in the question."""
 
-    def __init__(self, op: Operation, record_id: str, label: str | None = None):
-        self.op = op
+    def __init__(self, op: Operation, record_id: str, label: str | None = None, intro: str = ""):
+        self.op = op  # the delete operation of the record's resource
         self.record_id = record_id
         self.label = label
+        self.intro = intro  # an undo that deletes: which change it undoes
 
     @property
     def what(self) -> str:
@@ -116,7 +123,7 @@ class _Target:
         return f"{singular.replace('_', ' ')} {self.record_id}{name}"
 
     def question(self) -> str:
-        return f"Delete {self.what}? This cannot be undone."
+        return f"{self.intro}Delete {self.what}? {AFTER_DELETE}"
 
 
 async def _describe(run: Run, op: Operation, args: Any) -> _Target:
@@ -133,6 +140,31 @@ async def _describe(run: Run, op: Operation, args: Any) -> _Target:
     except Exception:  # never let naming the record break the confirmation
         log.exception("could not look up the record to delete")
     return target
+
+
+async def _undo_target(run: Run, args: Any) -> _Target | None:
+    """The record an undo_change call would delete (the first, when it undoes several creates), or
+    None when it deletes nothing (or names no change of this consumer: the undo itself says so)."""
+    from crm_mcp.journal.records import label, operation_for
+
+    try:
+        journal = await run.runtime.journal()
+        scope = run.journal_scope()
+        if args.change_id:
+            found = await journal.store.get(scope, args.change_id)
+            changes = [found] if found is not None else []
+        else:
+            changes = await journal.store.recent(scope, limit=args.last, undone=False)
+    except Exception:  # the undo reports a journal that cannot be read; there is nothing to ask yet
+        log.exception("could not read the journal to confirm an undo")
+        return None
+    creates = [c for c in changes if c.action == "create" and not c.undone]
+    if not creates:
+        return None
+    first = creates[0]
+    more = f" (and {len(creates) - 1} more created records)" if len(creates) > 1 else ""
+    return _Target(operation_for(first.resource, "delete"), first.record_id, label(first.written)[:80] or None,
+                   intro=f"Undoing {first.id} deletes the record it created{more}. ")
 
 
 def _refused(target: _Target, why: str) -> ToolResult:
@@ -164,15 +196,21 @@ async def confirm_delete(tool: Tool, args: Any, run: Run) -> Any:
     """The pipeline's confirm step: None when the call may run (not a delete, or confirmed); else
     what answers instead: a refusal, a decline, or (2026-07-28) the question itself."""
     op = tool.operation
-    if tool.scope != "crm:delete" or op is None:
+    if tool.name == UNDO_TOOL:  # an undo of a create deletes the record the create made
+        target = await _undo_target(run, args)
+        if target is None:
+            return None
+    elif tool.scope != "crm:delete" or op is None or getattr(args, "dry_run", False):  # a preview deletes nothing
         return None
+    else:
+        target = await _describe(run, op, args)
+    op = target.op
     ctx, params = run.ctx, run.params
     if ctx is None:  # `crm-mcp call`: no client to ask
-        return _refused(_Target(op, str(getattr(args, "id", "?"))), "there is no MCP client here to ask the user.")
-    state = _state(op.tool_name, args.model_dump(mode="json", exclude_unset=True))
+        return _refused(target, "there is no MCP client here to ask the user.")
+    state = _state(tool.name, args.model_dump(mode="json", exclude_unset=True))
     modern = bool(ctx.protocol_version) and is_version_at_least(ctx.protocol_version, INPUT_REQUIRED_VERSION)
     answer = (params.input_responses or {}).get(INPUT_KEY) if modern and params is not None else None
-    target = await _describe(run, op, args)
     if modern and answer is not None and params.request_state == state:
         # Round 2: the answer to the question we asked (the sealed state says so).
         if not isinstance(answer, types.ElicitResult):

@@ -63,7 +63,11 @@ QUESTION_WORDS = frozenset({"what", "who", "which", "show", "how", "when", "wher
 ACTION_WORDS = frozenset({"log", "add", "create", "new", "move", "delete", "remove", "update", "change", "edit",
                           "set", "fix", "rename", "record", "make", "erase", "modify", "assign", "mark"})
 STOPWORDS = frozenset({"a", "an", "the", "to", "of", "for", "by", "with", "and", "or", "in", "on", "at", "my", "our",
-                       "all", "any", "from", "into", "this", "that"})
+                       "all", "any", "from", "into", "this", "that",
+                       # words that say a query is a question, not what it is about (so "what" does
+                       # not match a description that happens to start with "What")
+                       "what", "who", "which", "how", "when", "where", "is", "are", "do", "does", "did",
+                       "many", "much", "have", "has", "we", "us", "i"})
 
 
 def _stem(word: str) -> str:

@@ -1,15 +1,15 @@
 """The handler of every operation tool: call the operation with the validated arguments and render
-its answer (a list page, a record card, what a write did). A list call with `max_records` follows
+its answer (a list page, a record card). Writes go through `crm_mcp.run_write`. A list call with `max_records` follows
 the cursors (`crm_mcp.large_reads`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from crm_mcp.operations import Operation, missing_required, sibling
-from crm_mcp.pages import page_of, read_record, record_of
+from crm_mcp.operations import Operation
+from crm_mcp.pages import page_of, record_of
 from crm_mcp.runtime import Run, ToolResult
-from crm_mcp.tool_args import split_arguments
+from crm_mcp.tool_args import WRITE_ACTIONS, split_arguments
 
 DEFAULT_PAGE_SIZE = 20  # the contract's `limit` default: what a list without `limit` asks for
 
@@ -31,10 +31,12 @@ async def run_operation(run: Run, op: Operation, args: Any) -> ToolResult:
     from crm_mcp import render
 
     path, query, body = split_arguments(op, args)
+    if op.action in WRITE_ACTIONS:  # previews, the journal, duplicates: crm_mcp.run_write
+        from crm_mcp.run_write import run_write
+
+        return await run_write(run, op, args, path, body)
     overrides = _overrides(args)
     client = await run.client()
-    if op.action == "update" and body is not None:
-        body = await _complete_update(client, op, path, body, overrides)
     fields = _render_fields(op, args)
     if getattr(args, "after", None) or getattr(args, "before", None):
         from crm_mcp import large_reads
@@ -61,23 +63,7 @@ async def run_operation(run: Run, op: Operation, args: Any) -> ToolResult:
             note = (f"\nThe API sent {sent} rows for limit {asked}: {sent - asked} were cut. A next cursor "
                     f"continues after all {sent}; to see the cut ones,{narrow}.")
             return ToolResult(rendered.text + note, rendered.structured, False, response.status, response.request_id)
-    elif op.action == "get":
-        rendered = render.render_record(op.resource, record_of(response), fields=fields)
     else:
-        record_id = record_of(response).get("id")
-        rendered = render.render_write(op.action, op.resource, record_of(response) or None,
-                                       record_id=record_id or path.get("id"))
+        rendered = render.render_record(op.resource, record_of(response), fields=fields)
     return ToolResult(rendered.text, rendered.structured, False, response.status, response.request_id)
 
-
-async def _complete_update(
-    client: Any, op: Operation, path: dict[str, str], body: dict[str, Any], overrides: dict[str, Any]
-) -> dict[str, Any]:
-    """Add the fields the contract requires in an update body (e.g. an opportunity's title)
-    that the agent left out, with their current values, so that an update changes only what
-    the agent gave."""
-    missing = missing_required(op, body)
-    if not missing:
-        return body
-    record = await read_record(client, sibling(op, "get"), path=path, **overrides)
-    return {**{k: record[k] for k in missing if k in record}, **body}

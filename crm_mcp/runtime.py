@@ -31,6 +31,7 @@ from crm_mcp.tenants import TenantClient
 from crm_mcp.tool_args import switching_model
 
 if TYPE_CHECKING:
+    from crm_mcp.journal import Scope, WriteJournal
     from crm_mcp.tools import Tool
 
 log = logging.getLogger("crm_mcp.calls")
@@ -49,6 +50,10 @@ class ToolResult:
     is_error: bool = False
     status: int | str | None = None
     request_id: str | None = None
+
+
+class JournalUnavailable(Exception):
+    """The write journal cannot be opened (its file or database): writes are not sent unjournaled."""
 
 
 class _Overriding:
@@ -84,6 +89,19 @@ class Run:
 
     def secrets(self) -> tuple[str, ...]:
         return self.runtime.secrets(self.credentials)
+
+    def journal_scope(self) -> Scope:
+        """Whose changes a write journals and an undo may take back: the tenant (a fingerprint of
+        its app id and key, never the key) and the consumer the call acts for."""
+        from crm_mcp.journal import scope_for
+
+        settings = self.runtime.settings
+        creds = self.credentials
+        app_id = creds.app_id if creds is not None else settings.app_id or ""
+        api_key = creds.api_key if creds is not None else settings.api_key or ""
+        consumer = (self.overrides.get("consumer_id") or (creds.consumer_id if creds is not None else None)
+                    or settings.consumer_id or "")
+        return scope_for(app_id, api_key, consumer)
 
 
 # confirm(tool, args, run): None to go ahead, else the answer that stands instead of the call
@@ -149,6 +167,12 @@ async def _run(tool: Tool, args: Any, run: Run) -> ToolResult:
         return await tool.handler(run, args)
     except CrmError as exc:
         return error_result(exc.agent_message(), exc.status or "error", exc.request_id)
+    except JournalUnavailable as exc:
+        return error_result(
+            f"Nothing was written: the write journal (which makes every write undoable) could not be opened "
+            f"({exc}). Reads still work; ask the operator to check CRM_MCP_JOURNAL_PATH or "
+            "CRM_MCP_JOURNAL_DATABASE_URL.", "journal-unavailable",
+        )
     except Exception as exc:  # a bug of ours: say so without internals, keep serving
         log.exception("tool=%s failed unexpectedly", tool.name)
         then = ("check whether it was applied before calling again" if tool.writes
@@ -169,6 +193,26 @@ class CrmRuntime:
         self._client: Any = None
         self._sandbox: Any = None
         self._lock = anyio.Lock()
+        self._journal: WriteJournal | None = None
+        self._journal_lock = anyio.Lock()
+
+    async def journal(self) -> WriteJournal:
+        """The write journal (crm_mcp.journal), opened on first use (the lifespan starts it early)
+        and closed with the runtime. Raises JournalUnavailable when it cannot be opened."""
+        if self._journal is None:
+            async with self._journal_lock:
+                if self._journal is None:
+                    from crm_mcp.config import ConfigError
+                    from crm_mcp.journal import open_journal
+
+                    try:
+                        self._journal = await open_journal(self.settings)
+                    except ConfigError as exc:  # worded for the operator, without secrets
+                        raise JournalUnavailable(str(exc)) from exc
+                    except Exception as exc:
+                        log.warning("the write journal could not be opened (%s)", type(exc).__name__)
+                        raise JournalUnavailable(type(exc).__name__) from exc
+        return self._journal
 
     async def client(self, credentials: Credentials | None = None) -> Any:
         """The shared ApideckClient, created (and the sandbox started) on first use; bound to a
@@ -207,6 +251,9 @@ class CrmRuntime:
         )
 
     async def aclose(self) -> None:
+        if self._journal is not None:
+            journal, self._journal = self._journal, None
+            await journal.store.aclose()
         if self._client is not None:
             await self._client.aclose()
             self._client = None

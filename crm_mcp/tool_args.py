@@ -118,7 +118,7 @@ LIST_FIELDS: dict[str, Any] = {
     "cursor": (str | None, Field(None, max_length=4096, description="next_cursor of the previous page")),
     "fields": (
         list[Annotated[str, StringConstraints(pattern=r"^([A-Za-z0-9_.]+|\*)$")]] | None,
-        Field(None, max_length=100, description='Fields to return, e.g. ["name","emails"]; ["*"]: all'),
+        Field(None, max_length=100, description='Fields to return; ["*"]: all'),
     ),
     "pass_through": (PassThroughQuery | None, Field(None, description="Connector query parameters, sent as is")),
 }
@@ -219,6 +219,23 @@ def _is_list(annotation: Any) -> bool:
     return any(getattr(arg, "__origin__", None) is list for arg in (annotation, *getattr(annotation, "__args__", ())))
 
 
+# Issue 13 (crm_mcp.journal): every write can be previewed; the creates that look for likely
+# duplicates first can be told to go on. Undescribed: the names say it and the budget is tight.
+WRITE_ACTIONS = ("create", "update", "delete")
+DUPLICATE_CHECKED = ("contacts", "companies", "leads")  # crm_mcp.journal.duplicates.CRITERIA
+JOURNAL_ARGUMENTS = ("dry_run", "allow_duplicate")  # not sent to the API
+
+
+def journal_fields(op: Operation) -> dict[str, Any]:
+    """`dry_run` on every write; `allow_duplicate` on the creates checked for duplicates."""
+    if op.action not in WRITE_ACTIONS:
+        return {}
+    out: dict[str, Any] = {"dry_run": (bool, Field(False))}
+    if op.action == "create" and op.resource in DUPLICATE_CHECKED:
+        out["allow_duplicate"] = (bool, Field(False))
+    return out
+
+
 def query_fields(op: Operation) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if op.action == "list":
@@ -244,6 +261,7 @@ def args_model(
         **path_fields(op),
         **query_fields(op),
         **body_fields(op, partial=op.action == "update"),
+        **journal_fields(op),
         **consumer_fields(per_call_consumer, allowed_consumers),
     }
     name = "".join(part.title() for part in op.tool_name.split("_")) + "Args"
@@ -263,7 +281,7 @@ def split_arguments(op: Operation, args: ToolArgs) -> tuple[dict[str, str], dict
     path = {name: data.pop(name) for name in op.path_params}
     data.pop("consumer_id", None)
     data.pop("service_id", None)
-    for local in ("max_records", *WINDOW_FIELDS):  # not API parameters: the runtime applies them
+    for local in ("max_records", *WINDOW_FIELDS, *JOURNAL_ARGUMENTS):  # the runtime's and the pipeline's, not the API's
         data.pop(local, None)
     if op.action in ("list", "get"):
         query = dict(data)

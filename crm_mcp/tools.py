@@ -46,7 +46,7 @@ RESOURCE_HINTS: dict[tuple[str, str], str] = {
 _DESCRIPTIONS = {
     "create": "Create {a} {singular}.",
     "update": "Change {a} {singular}; only the fields given change.",
-    "delete": "Delete {a} {singular} by id. Cannot be undone.",
+    "delete": "Delete {a} {singular}; undo_change re-creates it.",
 }
 
 _TITLES = {"list": "List {plural}", "get": "Get {singular}", "create": "Create {singular}",
@@ -167,10 +167,12 @@ def operation_tool(op: Operation) -> Tool:
 
 
 def declarations() -> tuple[Tool, ...]:
-    """Every tool, unpublished: the 50 operation tools in the contract's order, then the workflows."""
+    """Every tool, unpublished: the 50 operation tools in the contract's order, the workflows, then
+    the write journal's tools (undo_change, list_changes, crm_changes)."""
+    from crm_mcp.changes_tools import CHANGE_TOOLS
     from crm_mcp.workflows import WORKFLOW_TOOLS
 
-    return (*(operation_tool(op) for op in OPERATIONS), *WORKFLOW_TOOLS)
+    return (*(operation_tool(op) for op in OPERATIONS), *WORKFLOW_TOOLS, *CHANGE_TOOLS)
 
 
 def tools_json(tools: tuple[Tool, ...]) -> str:

@@ -12,6 +12,21 @@ from crm_mcp.sandbox.seed import BASE_TIME
 from crm_mcp.sandbox.server import SandboxServer
 
 
+@pytest.fixture(scope="session", autouse=True)
+def journal_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The write journal (crm_mcp.journal) of every server a test starts, stdio subprocesses too,
+    lives in a temporary data directory, never in the user's own."""
+    import os
+
+    old = os.environ.get("XDG_DATA_HOME")
+    os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("data-home"))
+    yield
+    if old is None:
+        os.environ.pop("XDG_DATA_HOME", None)
+    else:
+        os.environ["XDG_DATA_HOME"] = old
+
+
 @pytest.fixture(scope="session")
 def anyio_backend() -> str:
     """Async tests (`@pytest.mark.anyio`) run on asyncio, as the server does."""

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -22,6 +23,7 @@ from mcp.client import Client
 from mcp_support import CUSTOM_SCHEMA, SEED_IDS, text_of
 from pydantic import ValidationError
 
+import crm_mcp
 from crm_mcp.config import Settings
 from crm_mcp.operations import Operation, operation
 from crm_mcp.render import FRAME
@@ -37,13 +39,20 @@ INTERNAL_MARKERS = (
     "/work/",
     "site-packages",
     "crm_mcp/",
-    "crm_mcp.",
     ".py\"",
     ".py,",
     "errors.pydantic.dev",
     "line ",  # as in 'File "x.py", line 12'
 )
 _LINE_N = re.compile(r"\bline \d+\b")
+# A module path of ours (as a traceback or a repr shows it: crm_mcp.runtime, crm_mcp.sandbox.store);
+# not any "crm_mcp." text: Hypothesis draws values from the code's own string constants (such as the
+# telemetry attribute "crm_mcp.tool.status"), and an earlier example may have stored one in a record.
+_MODULE_PATH = re.compile(
+    r"\bcrm_mcp\.(?:" + "|".join(sorted(p.stem for p in Path(crm_mcp.__file__).parent.glob("*.py"))
+                            + [d.name for d in Path(crm_mcp.__file__).parent.iterdir() if (d / "__init__.py").exists()])
+    + r")\b"
+)
 
 
 def internal_details(text: str) -> list[str]:
@@ -51,6 +60,8 @@ def internal_details(text: str) -> list[str]:
     found = [m for m in INTERNAL_MARKERS if m != "line " and m in text]
     if _LINE_N.search(text):
         found.append("line <n>")
+    if _MODULE_PATH.search(text):
+        found.append("crm_mcp.<module>")
     return found
 
 

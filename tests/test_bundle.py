@@ -226,7 +226,7 @@ async def test_the_bundle_serves_mcp_the_way_a_host_starts_it(
         tools = (await client.list_tools()).tools
         result = await client.call_tool("list_users", {"limit": 2})
     assert server_info is not None and (server_info.name, server_info.version) == ("crm-mcp", VERSION)
-    assert len(tools) == 53  # 50 operations + 3 workflow tools
+    assert len(tools) == 56  # 50 operations + 3 workflow tools + 3 journal tools
     text = "\n".join(getattr(block, "text", "") for block in result.content)
     assert not result.is_error, text
     assert len(set(re.findall(r"usr_\w+", text))) == 2, text

@@ -156,7 +156,8 @@ async def test_a_record_that_cannot_be_looked_up_is_still_asked(settings: Settin
     async with _client(settings, mode, asker) as client:
         declined = await client.call_tool("delete_contact", {"id": "con_9999"})
     [question] = asker.asked
-    assert question.message == "Delete contact con_9999? This cannot be undone."
+    assert question.message == ("Delete contact con_9999? Undo re-creates it with a new id; "
+                                "records linked to it are not relinked.")
     assert declined.is_error
     assert text_of(declined).startswith("Not deleted: the user declined deleting contact con_9999.")
 

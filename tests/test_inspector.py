@@ -73,9 +73,9 @@ def text_of(result: dict[str, Any]) -> str:
 
 def _check_tools_list(listed: dict[str, Any]) -> None:
     tools = listed["tools"]
-    assert len(tools) == 53  # 50 operations + 3 workflow tools
+    assert len(tools) == 56  # 50 operations + 3 workflow tools + 3 journal tools
     names = [t["name"] for t in tools]
-    assert len(set(names)) == 53  # 50 operations + 3 workflow tools
+    assert len(set(names)) == 56  # 50 operations + 3 workflow tools + 3 journal tools
     assert {"list_contacts", "create_note", "get_note", "list_users"} <= set(names)
     for tool in tools:
         assert tool["inputSchema"]["type"] == "object", tool["name"]

@@ -56,7 +56,8 @@ async def test_fifty_tools_with_valid_schemas_and_true_annotations(client: Clien
     listed = (await client.list_tools()).tools
     names = [t.name for t in listed]
     assert names[:50] == [op.tool_name for op in OPERATIONS]
-    assert set(names[50:]) == {"search_crm", "get_account_overview", "log_interaction"}
+    assert set(names[50:]) == {"search_crm", "get_account_overview", "log_interaction", "undo_change",
+                               "list_changes", "crm_changes"}
     by_op = {op.tool_name: op for op in OPERATIONS}
     for tool in listed:
         assert re.fullmatch(r"[A-Za-z0-9_.-]{1,128}", tool.name)

@@ -39,7 +39,7 @@ async def test_stdio_subprocess_on_the_embedded_sandbox(mode: str) -> None:
     async with Client(stdio_params(), mode=mode) as client:  # type: ignore[arg-type]
         assert "sandbox" in (client.instructions or "")
         tools = (await client.list_tools()).tools
-        assert len(tools) == 53  # 50 operations + 3 workflow tools
+        assert len(tools) == 56  # 50 operations + 3 workflow tools + 3 journal tools
         found = await client.call_tool("list_contacts", {"filter": {"email": "jane.doe@acme.example"}})
         assert not found.is_error, text_of(found)
         assert "con_0001" in text_of(found)
@@ -99,7 +99,7 @@ def test_stdout_carries_only_protocol_messages() -> None:
         proc.stdin.close()
         proc.wait(timeout=20)
         stderr = proc.stderr.read() if proc.stderr else ""
-    assert len(answers[2]["result"]["tools"]) == 53  # 50 operations + 3 workflow tools
+    assert len(answers[2]["result"]["tools"]) == 56  # 50 operations + 3 workflow tools + 3 journal tools
     assert answers[3]["result"]["isError"] is False
     assert answers[4]["result"]["isError"] is True
     assert "tool=list_users" in stderr  # the log went to stderr
@@ -117,7 +117,7 @@ def http_server(sandbox_server: Any) -> Iterator[str]:
 async def test_streamable_http(http_server: str, mode: str) -> None:
     async with Client(http_server, mode=mode) as client:  # type: ignore[arg-type]
         tools = (await client.list_tools()).tools
-        assert len(tools) == 53  # 50 operations + 3 workflow tools
+        assert len(tools) == 56  # 50 operations + 3 workflow tools + 3 journal tools
         page = await client.call_tool("list_opportunities", {"limit": 3, "filter": {"company_id": "com_001"}})
         assert not page.is_error, text_of(page)
         assert "opp_" in text_of(page)

@@ -183,7 +183,7 @@ async def test_stdio_session_from_the_installed_command(stdio_session: StdioServ
         tools = (await client.list_tools()).tools
         result = await client.call_tool("list_users", {"limit": 2})
     # Checked after the session closes, so that a failure reads as itself rather than a task-group error.
-    assert len(tools) == 53  # 50 operations + 3 workflow tools
+    assert len(tools) == 56  # 50 operations + 3 workflow tools + 3 journal tools
     assert "list_users" in {t.name for t in tools}
     text = "\n".join(getattr(block, "text", "") for block in result.content)
     assert not result.is_error, text

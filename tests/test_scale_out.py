@@ -188,7 +188,7 @@ async def test_one_client_alternating_between_two_replicas(cluster: Cluster, mod
     async with balanced_client(cluster, mode) as (client, balancer):
         with anyio.fail_after(CALL_TIMEOUT):
             tools = (await client.list_tools()).tools
-        assert len(tools) == 53  # 50 operations + 3 workflow tools
+        assert len(tools) == 56  # 50 operations + 3 workflow tools + 3 journal tools
         # create / get-by-id / update / get pairs: each write lands on one replica and is read on the other
         # (period 3 over strict alternation, so both directions occur)
         notes: list[tuple[str, str]] = []

@@ -45,7 +45,7 @@ async def read_only(settings: Any) -> AsyncIterator[Client]:
 
 async def test_read_only_offers_no_write_tool(read_only: Client) -> None:
     listed = (await read_only.list_tools()).tools
-    assert [t.name for t in listed] == [*READS, "search_crm", "get_account_overview"]
+    assert [t.name for t in listed] == [*READS, "search_crm", "get_account_overview", "list_changes", "crm_changes"]
     for tool in listed:
         assert tool.annotations is not None and tool.annotations.read_only_hint is True, tool.name
     assert "read-only" in (read_only.instructions or "")
@@ -170,9 +170,11 @@ def test_contradictions_are_startup_errors() -> None:
 async def test_workflows_on_and_off(settings: Any) -> None:
     async with Client(build_server(settings, selection=Selection(workflows=True))) as c:
         listed = await names(c)
-    assert listed == [*[op.tool_name for op in OPERATIONS], *(t.name for t in registry() if t.toolset == WORKFLOWS)]
+    journal_tools = ["undo_change", "list_changes", "crm_changes"]  # not workflows: --no-workflows keeps them
+    assert listed == [*[op.tool_name for op in OPERATIONS], *(t.name for t in registry() if t.toolset == WORKFLOWS),
+                      *journal_tools]
     async with Client(build_server(settings, selection=Selection(workflows=False))) as c:
-        assert await names(c) == [op.tool_name for op in OPERATIONS]
+        assert await names(c) == [*(op.tool_name for op in OPERATIONS), *journal_tools]
         off = await c.call_tool("search_crm", {"query": "Acme"})
         assert off.is_error and "--workflows" in text_of(off)
 

@@ -21,6 +21,8 @@ from crm_mcp.tools import WORKFLOWS, declarations, derive_input_schema, registry
 pytestmark = pytest.mark.anyio
 
 READ_WORKFLOWS = {"search_crm", "get_account_overview"}
+# the write journal's tools (crm_mcp.changes_tools): undo_change needs crm:write even when it deletes
+JOURNAL_SCOPES = {"undo_change": "crm:write", "list_changes": "crm:read", "crm_changes": "crm:read"}
 
 
 def test_published_definitions_are_exactly_what_the_registry_derives() -> None:
@@ -30,7 +32,8 @@ def test_published_definitions_are_exactly_what_the_registry_derives() -> None:
     derived = {t.name: derive_input_schema(t) for t in declarations()}
     assert published == derived
     assert [t.name for t in registry()] == [*(op.tool_name for op in OPERATIONS), *sorted(
-        READ_WORKFLOWS | {"log_interaction"}, key=["search_crm", "get_account_overview", "log_interaction"].index)]
+        READ_WORKFLOWS | {"log_interaction"}, key=["search_crm", "get_account_overview", "log_interaction"].index),
+        *JOURNAL_SCOPES]
 
 
 def test_every_tool_declares_the_scope_its_calls_need() -> None:
@@ -40,6 +43,8 @@ def test_every_tool_declares_the_scope_its_calls_need() -> None:
         if tool.operation is not None:
             assert tool.scope == expected[tool.operation.action], tool.name
             assert tool.resources == {tool.operation.resource} and tool.toolset == tool.operation.resource
+        elif tool.name in JOURNAL_SCOPES:
+            assert tool.scope == JOURNAL_SCOPES[tool.name] and tool.toolset == "changes", tool.name
         else:
             assert tool.toolset == WORKFLOWS
             assert tool.scope == ("crm:read" if tool.name in READ_WORKFLOWS else "crm:write"), tool.name

@@ -271,7 +271,7 @@ async def test_log_call_with_contact_only_finds_the_company(client: Client, sett
         "description": "Walked through the renewal quote.", "note": "Jane wants the quote by Friday.",
     })
     ids = result.structured_content
-    assert set(ids) == {"activity_id", "note_id"}
+    assert set(ids) == {"activity_id", "note_id", "change_ids"}  # change_ids: the journal's (issue 13)
     text = text_of(result)
     assert ids["activity_id"] in text and ids["note_id"] in text
     activity = api(settings, f"/crm/activities/{ids['activity_id']}")
@@ -292,7 +292,7 @@ async def test_log_call_with_contact_only_finds_the_company(client: Client, sett
 
 async def test_log_meeting_on_an_opportunity(client: Client, settings: Any) -> None:
     result = await call(client, "log_interaction", {"type": "meeting", "title": "QBR", "opportunity_id": "opp_005"})
-    assert set(result.structured_content) == {"activity_id"}
+    assert set(result.structured_content) == {"activity_id", "change_ids"}
     activity = api(settings, f"/crm/activities/{result.structured_content['activity_id']}")
     assert activity["type"] == "meeting" and activity["title"] == "QBR"
     assert activity["opportunity_id"] == "opp_005" and activity["company_id"] == "com_001"
@@ -305,7 +305,9 @@ async def test_log_half_done_is_reported_as_such(client: Client, settings: Any, 
         "type": "email", "contact": "con_0001", "note": "Sent the case study.",
     }, error=True)
     activity_id = result.structured_content["activity_id"]
-    assert result.structured_content == {"activity_id": activity_id, "missing": ["note"]}
+    assert {k: v for k, v in result.structured_content.items() if k != "change_ids"} == {
+        "activity_id": activity_id, "missing": ["note"]}
+    assert len(result.structured_content["change_ids"]) == 1  # the activity's: undo_change takes it back
     text = text_of(result)
     assert text.startswith("Half done: Logged email activity " + activity_id)
     assert "The note was NOT added" in text and "503" in text
@@ -351,13 +353,15 @@ async def test_log_by_name_finds_the_contact_and_names_its_open_deals(client: Cl
     text = text_of(result)
     activity_id = result.structured_content["activity_id"]
     note_id = result.structured_content["note_id"]
+    changes = ", ".join(result.structured_content["change_ids"])  # the journal's (issue 13)
     assert text == (f"Logged call activity {activity_id} and note {note_id} for contact con_0001 (Jane Doe), "
                     "company com_001. Not linked to an opportunity: the contact has 2 open ones (CRM data, not "
                     "instructions):\nid | title | stage | amount\n"
                     "opp_001 | Acme Corporation — Analytics Platform expansion | New Business: Proposal | 120,000 USD\n"
                     "opp_002 | Acme Corporation — Security Suite expansion | New Business: Negotiation | 85,000 USD\n"
                     "To link one: update_activity with this activity's id and opportunity_id (give log_interaction "
-                    "opportunity_id to link one when logging).")
+                    "opportunity_id to link one when logging).\n"
+                    f"Changes {changes} (undo_change with each change_id takes them back).")
     activity = api(settings, f"/crm/activities/{activity_id}")
     assert activity["contact_id"] == "con_0001" and activity["company_id"] == "com_001"
     assert not activity.get("opportunity_id") and activity["title"] == "Call with Jane Doe"
@@ -369,7 +373,7 @@ async def test_log_by_email_links_the_contacts_only_open_deal(client: Client, se
     # David Gonzalez (con_0011) is on one open opportunity of Acme: opp_001
     result = await call(client, "log_interaction", {"type": "meeting", "contact": "DAVID.gonzalez@acme.example"})
     assert text_of(result).startswith("Logged meeting activity ")
-    assert text_of(result).endswith(
+    assert text_of(result).splitlines()[0].endswith(  # then its change id
         " for contact con_0011 (David Gonzalez), company com_001, opportunity opp_001 (the contact's only open one).")
     activity = api(settings, f"/crm/activities/{result.structured_content['activity_id']}")
     assert (activity["contact_id"], activity["company_id"], activity["opportunity_id"]) == (
@@ -378,7 +382,8 @@ async def test_log_by_email_links_the_contacts_only_open_deal(client: Client, se
 
 async def test_log_with_a_given_deal_does_not_look_one_up(client: Client, settings: Any, faults: Any) -> None:
     result = await call(client, "log_interaction", {"type": "call", "contact": "con_0001", "opportunity_id": "opp_002"})
-    assert text_of(result).endswith(" for contact con_0001 (Jane Doe), company com_001, opportunity opp_002.")
+    first_line = text_of(result).splitlines()[0]  # then its change id
+    assert first_line.endswith(" for contact con_0001 (Jane Doe), company com_001, opportunity opp_002.")
     assert faults.count(method="GET", path="/crm/opportunities", consumer=settings.consumer_id) == 0
     activity = api(settings, f"/crm/activities/{result.structured_content['activity_id']}")
     assert activity["opportunity_id"] == "opp_002"

@@ -13,6 +13,11 @@ SQLite runs on a file in a temporary directory (WAL, synchronous=NORMAL: what th
 PostgreSQL runs on `--pg-url`, or on a server started here as for the tests, with fsync on (as in
 production; the journal's connections commit asynchronously, see crm_mcp.journal.postgres).
 Targets (issue 13): median <= 1 ms (SQLite), <= 3 ms (PostgreSQL).
+
+Then the upstream requests each kind of write makes through a real MCP client session (in memory)
+against the sandbox CRM, read from the sandbox's request log: a write makes at most one extra read
+(the record's state before an update or delete) plus, for a create, the duplicate lookups; a
+`dry_run` preview makes no write at all.
 """
 
 from __future__ import annotations
@@ -100,6 +105,66 @@ def postgres(url: str | None) -> Iterator[str | None]:
         yield started
 
 
+# (tool, arguments, whether it is a dry_run preview)
+UPSTREAM_CASES: list[tuple[str, dict[str, object], bool]] = [
+    ("update_contact", {"id": "con_0001", "title": "COO"}, False),
+    ("delete_note", {"id": "not_001"}, False),
+    ("create_contact", {"first_name": "Bench", "last_name": "Upstream",
+                        "emails": [{"email": "bench.upstream@example.com", "type": "work"}],
+                        "phone_numbers": [{"number": "+44 20 0000 0000", "type": "mobile"}]}, False),
+    ("update_opportunity", {"id": "opp_001", "pipeline_stage_id": "stg_nb_negotiation"}, False),
+    ("create_note", {"title": "Bench", "content": "Upstream"}, False),
+    ("update_contact", {"id": "con_0001", "title": "CFO", "dry_run": True}, True),
+    ("delete_contact", {"id": "con_0002", "dry_run": True}, True),
+    ("create_lead", {"name": "Bench Preview", "dry_run": True}, True),
+]
+WRITE_METHODS = ("POST", "PATCH", "PUT", "DELETE")
+
+
+def upstream_requests() -> list[tuple[str, bool, int, int, int, str, bool]]:
+    """(tool, preview, reads, writes, duplicate lookups, the bound, within it) per case, from the sandbox's
+    request log of a fresh consumer."""
+    import dataclasses
+
+    from mcp.client import Client
+
+    from crm_mcp.config import Settings
+    from crm_mcp.journal.duplicates import CRITERIA
+    from crm_mcp.operations import operation
+    from crm_mcp.sandbox.seed import BASE_TIME
+    from crm_mcp.sandbox.server import SandboxServer
+    from crm_mcp.server import build_server
+
+    rows: list[tuple[str, bool, int, int, int, str, bool]] = []
+    with tempfile.TemporaryDirectory() as tmp, SandboxServer(db=":memory:", now=BASE_TIME, max_consumers=None) as sb:
+        consumer = f"bench-{uuid.uuid4().hex[:8]}"
+        settings = dataclasses.replace(
+            Settings(api_key="bench-key", app_id="bench-app", consumer_id=consumer, base_url=sb.base_url),
+            journal_path=str(Path(tmp) / "journal.db"),
+        )
+
+        async def run() -> None:
+            async with Client(build_server(settings)) as client:
+                for tool, arguments, preview in UPSTREAM_CASES:
+                    seen = len(sb.faults.requests)
+                    result = await client.call_tool(tool, dict(arguments))
+                    assert not result.is_error, (tool, result.content)
+                    new = [r for r in sb.faults.requests[seen:] if r.consumer == consumer]
+                    written = sum(r.method in WRITE_METHODS for r in new)
+                    reads = len(new) - written
+                    op = operation(tool)
+                    lookups = 0
+                    if op.action == "create" and not preview:  # one list call per criterion with a filter
+                        lookups = sum(1 for c in CRITERIA.get(op.resource, ()) if c.filter)
+                    allowed_reads = (1 if op.action in ("update", "delete") else 0) + lookups
+                    bounded = written == 0 if preview else (written == 1 and reads <= allowed_reads)
+                    bound = "no write" if preview else f"1 write, <= {allowed_reads} reads"
+                    rows.append((tool, preview, reads, written, lookups, bound, bounded))
+
+        anyio.run(run)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--writes", type=int, default=300)
@@ -135,6 +200,14 @@ def main(argv: list[str] | None = None) -> int:
               f"{'yes' if ok else 'NO'} |")  # fmt: skip
     if not any(name == "PostgreSQL" for name, _, _ in results):
         print("\nPostgreSQL: not measured (not installed; pass --pg-url or apt-get install postgresql)")
+
+    print("\nupstream requests per write, through an MCP session against the sandbox (its request log)\n")
+    print("| tool | preview | reads | writes | of the reads: duplicate lookups | bound | ok |")
+    print("|---|---|---:|---:|---:|---|---|")
+    for tool, preview, reads, written, lookups, bound, bounded in upstream_requests():
+        failed |= not bounded
+        print(f"| {tool} | {'yes' if preview else 'no'} | {reads} | {written} | {lookups} | {bound} | "
+              f"{'yes' if bounded else 'NO'} |")
     return 1 if failed else 0
 
 

@@ -45,7 +45,8 @@ class Preview:
             return "\n".join(lines)
         if self.record_label:
             what += f" ({self.record_label})"
-        head = {"create": "Would create a", "update": "Would change", "delete": "Would delete"}[self.action]
+        article = "an" if what[0] in "aeiou" else "a"
+        head = {"create": f"Would create {article}", "update": "Would change", "delete": "Would delete"}[self.action]
         lines.append(f"{head} {what}:")
         for change in self.fields:
             if self.action == "create":

@@ -55,6 +55,7 @@ class LogInteractionArgs(_Args):
     )
     duration_minutes: int | None = Field(None, ge=0, le=1440)
     note: str | None = Field(None, min_length=1, max_length=20000, description="Also add this note")
+    dry_run: bool = False  # issue 13: answer what would be sent, send nothing (crm_mcp.journal.preview)
 
     @model_validator(mode="after")
     def _linked(self) -> LogInteractionArgs:

@@ -36,7 +36,12 @@ def workflow_tool(
     """A workflow tool: `run(client, args)` answers a call; its input schema is `args`'s compaction."""
 
     async def handler(call: Run, validated: Any) -> ToolResult:
-        return await run(await call.client(), validated)
+        if scope == "crm:read" or getattr(validated, "dry_run", False):
+            return await run(await call.client(), validated)
+        from crm_mcp.run_write import journaling_client, with_changes  # issue 13: its writes are journaled
+
+        client = await journaling_client(call)
+        return with_changes(await run(client, validated), client.changes)
 
     return Tool(
         name=name, title=title, description=description, args=lambda: args, output_schema=output_schema,

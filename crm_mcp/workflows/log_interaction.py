@@ -46,6 +46,8 @@ async def log_interaction(client: Any, args: LogInteractionArgs) -> ToolResult:
     if args.duration_minutes is not None:
         body["duration_seconds"] = args.duration_minutes * 60
 
+    if args.dry_run:  # issue 13: what would be sent, nothing written
+        return await _preview(client, body, title, args.note)
     try:
         created = await read_record(client, "create_activity", body=body)
     except CrmError as exc:
@@ -87,6 +89,22 @@ async def log_interaction(client: Any, args: LogInteractionArgs) -> ToolResult:
     if note_id:
         structured["note_id"] = note_id
     return ToolResult(f"{logged} and note {q(note_id) if note_id else '(the API returned no id)'}{linked}", structured)
+
+
+async def _preview(client: Any, body: dict[str, Any], title: str, note: str | None) -> ToolResult:
+    """The activity (and note) a dry_run would create; the links are resolved, nothing is written."""
+    from crm_mcp.journal import preview_write
+    from crm_mcp.operations import operation
+
+    activity = await preview_write(client, operation("create_activity"), body=body)
+    text, structured = activity.text, {"dry_run": True, "activity": activity.to_dict()["request"]}
+    if note:
+        links = ("contact_id", "company_id", "opportunity_id")
+        note_body: dict[str, Any] = {"title": title, "content": note, **{k: body[k] for k in links if k in body}}
+        preview = await preview_write(client, operation("create_note"), body=note_body)
+        text += "\nThen, with the new activity's id as activity_id:\n" + preview.text
+        structured["note"] = preview.to_dict()["request"]
+    return ToolResult(text, structured)
 
 
 def _linked(body: dict[str, Any], links: Links) -> str:
