@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from crm_mcp import names as name_cache
+from crm_mcp.errors import InvalidArgumentError
 from crm_mcp.operations import Operation, missing_required, sibling
 from crm_mcp.pages import page_of, read_record, record_of
 from crm_mcp.runtime import Run, ToolResult
@@ -27,14 +29,42 @@ def _overrides(args: Any) -> dict[str, Any]:
     return {"consumer_id": getattr(args, "consumer_id", None), "service_id": getattr(args, "service_id", None)}
 
 
+def _check_fields(op: Operation, args: Any) -> None:
+    """Refuse a `fields` argument that names a field the records do not have, before any call."""
+    from crm_mcp.render import unknown_fields
+
+    fields = getattr(args, "fields", None)
+    problem = unknown_fields(op.resource, fields) if fields else None
+    if problem:
+        raise InvalidArgumentError("fields", problem)
+
+
+async def _names(run: Run, client: Any, resource: str, records: list[dict[str, Any]],
+                 overrides: dict[str, Any]) -> name_cache.Names:
+    """The cached names of the users and pipelines `records` point to (one list call each per
+    tenant and consumer every few minutes, none per row)."""
+    need = name_cache.lists_needed(resource, records)
+    if not need:
+        return name_cache.NO_NAMES
+    settings = run.runtime.settings
+    creds = run.credentials or settings
+    consumer = overrides.get("consumer_id") or run.overrides.get("consumer_id") or creds.consumer_id
+    service = overrides.get("service_id") or run.overrides.get("service_id") or creds.service_id
+    key = name_cache.tenant_key(creds.api_key, creds.app_id, consumer, service, settings.base_url)
+    return await name_cache.CACHE.names(key, client, need, {k: v for k, v in overrides.items() if v})
+
+
 async def run_operation(run: Run, op: Operation, args: Any) -> ToolResult:
     from crm_mcp import render
 
+    _check_fields(op, args)
     path, query, body = split_arguments(op, args)
     overrides = _overrides(args)
     client = await run.client()
+    before: dict[str, Any] | None = None
     if op.action == "update" and body is not None:
-        body = await _complete_update(client, op, path, body, overrides)
+        before = await read_record(client, sibling(op, "get"), path=path, **overrides)
+        body = _complete_update(op, body, before)
     fields = _render_fields(op, args)
     if getattr(args, "max_records", None) is not None:
         from crm_mcp import large_reads
@@ -48,8 +78,10 @@ async def run_operation(run: Run, op: Operation, args: Any) -> ToolResult:
     if op.action == "list":
         page = page_of(response)
         asked = getattr(args, "limit", None) or DEFAULT_PAGE_SIZE
-        rendered = render.render_list(op.resource, page.records[:asked], next_cursor=page.next_cursor, fields=fields,
-                                      pick_fields="fields" in op.query_params)
+        rows = page.records[:asked]
+        names = await _names(run, client, op.resource, rows, overrides) if not fields else name_cache.NO_NAMES
+        rendered = render.render_list(op.resource, rows, next_cursor=page.next_cursor, fields=fields,
+                                      pick_fields="fields" in op.query_params, names=names)
         if len(page.records) > asked:  # the upstream ignored `limit`: show what was asked, say what was cut
             sent = len(page.records)
             narrow = " narrow the list with filter" if "filter" in op.query_params else " get them by id"
@@ -57,22 +89,20 @@ async def run_operation(run: Run, op: Operation, args: Any) -> ToolResult:
                     f"continues after all {sent}; to see the cut ones,{narrow}.")
             return ToolResult(rendered.text + note, rendered.structured, False, response.status, response.request_id)
     elif op.action == "get":
-        rendered = render.render_record(op.resource, record_of(response), fields=fields)
+        record = record_of(response)
+        names = await _names(run, client, op.resource, [record], overrides)
+        rendered = render.render_record(op.resource, record, fields=fields, names=names)
     else:
         record_id = record_of(response).get("id")
+        names = await _names(run, client, op.resource, [body or {}, before or {}], overrides)
         rendered = render.render_write(op.action, op.resource, record_of(response) or None,
-                                       record_id=record_id or path.get("id"))
+                                       record_id=record_id or path.get("id"), sent=body, before=before, names=names)
     return ToolResult(rendered.text, rendered.structured, False, response.status, response.request_id)
 
 
-async def _complete_update(
-    client: Any, op: Operation, path: dict[str, str], body: dict[str, Any], overrides: dict[str, Any]
-) -> dict[str, Any]:
+def _complete_update(op: Operation, body: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
     """Add the fields the contract requires in an update body (e.g. an opportunity's title)
-    that the agent left out, with their current values, so that an update changes only what
-    the agent gave."""
+    that the agent left out, with their current values (`before`, the record read first), so that
+    an update changes only what the agent gave."""
     missing = missing_required(op, body)
-    if not missing:
-        return body
-    record = await read_record(client, sibling(op, "get"), path=path, **overrides)
-    return {**{k: record[k] for k in missing if k in record}, **body}
+    return {**{k: before[k] for k in missing if k in before}, **body}
