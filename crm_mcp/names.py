@@ -82,6 +82,10 @@ class NameCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def forget(self, key: str) -> None:
+        """Drop a tenant's names (after a write to its users or pipelines)."""
+        self._entries.pop(key, None)
+
     async def names(self, key: str, client: Any, need: Iterable[str],
                     overrides: Mapping[str, Any] | None = None) -> Names:
         """The names of the lists in `need`, reading those not cached (one list call each)."""

@@ -33,10 +33,21 @@ def _check_fields(op: Operation, args: Any) -> None:
     """Refuse a `fields` argument that names a field the records do not have, before any call."""
     from crm_mcp.render import unknown_fields
 
+    if "fields" not in op.query_params:  # a custom object's `fields` is its body, not a choice of fields
+        return
     fields = getattr(args, "fields", None)
     problem = unknown_fields(op.resource, fields) if fields else None
     if problem:
         raise InvalidArgumentError("fields", problem)
+
+
+def _tenant(run: Run, overrides: dict[str, Any]) -> str:
+    """The name cache's key of the caller's tenant and consumer."""
+    settings = run.runtime.settings
+    creds = run.credentials or settings
+    consumer = overrides.get("consumer_id") or run.overrides.get("consumer_id") or creds.consumer_id
+    service = overrides.get("service_id") or run.overrides.get("service_id") or creds.service_id
+    return name_cache.tenant_key(creds.api_key, creds.app_id, consumer, service, settings.base_url)
 
 
 async def _names(run: Run, client: Any, resource: str, records: list[dict[str, Any]],
@@ -46,12 +57,8 @@ async def _names(run: Run, client: Any, resource: str, records: list[dict[str, A
     need = name_cache.lists_needed(resource, records)
     if not need:
         return name_cache.NO_NAMES
-    settings = run.runtime.settings
-    creds = run.credentials or settings
-    consumer = overrides.get("consumer_id") or run.overrides.get("consumer_id") or creds.consumer_id
-    service = overrides.get("service_id") or run.overrides.get("service_id") or creds.service_id
-    key = name_cache.tenant_key(creds.api_key, creds.app_id, consumer, service, settings.base_url)
-    return await name_cache.CACHE.names(key, client, need, {k: v for k, v in overrides.items() if v})
+    sent = {k: v for k, v in overrides.items() if v}
+    return await name_cache.CACHE.names(_tenant(run, overrides), client, need, sent)
 
 
 async def run_operation(run: Run, op: Operation, args: Any) -> ToolResult:
@@ -93,6 +100,8 @@ async def run_operation(run: Run, op: Operation, args: Any) -> ToolResult:
         names = await _names(run, client, op.resource, [record], overrides)
         rendered = render.render_record(op.resource, record, fields=fields, names=names)
     else:
+        if op.resource in ("users", "pipelines"):  # the names just written: read them again
+            name_cache.CACHE.forget(_tenant(run, overrides))
         record_id = record_of(response).get("id")
         names = await _names(run, client, op.resource, [body or {}, before or {}], overrides)
         rendered = render.render_write(op.action, op.resource, record_of(response) or None,

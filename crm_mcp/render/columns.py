@@ -87,7 +87,9 @@ def unknown_fields(resource_name: str, asked: Iterable[str]) -> str | None:
         return None
     hints = []
     for f in wrong:
-        close = difflib.get_close_matches(f.split(".")[0], valid, n=1, cutoff=0.6)
+        name = f.split(".")[0]
+        close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6) or sorted(
+            (v for v in valid if name in v), key=len)[:1]  # `amount`: monetary_amount
         hints.append(f"{f!r} (did you mean {close[0]!r}?)" if close else repr(f))
     return f"unknown field {', '.join(hints)}. Valid fields: {', '.join(valid)}"
 
