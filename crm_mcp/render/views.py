@@ -88,8 +88,15 @@ def _table(resource_name: str, rows: list[dict[str, Any]], asked: list[str] | No
     candidates = columns.list_candidates(resource_name)
 
     def cells_of(column: str, limit: int = CELL_CHARS) -> list[str]:
-        named = not (column == "company_id" and "company_name" in header)  # said once per row
-        return [columns.cell(r, column, names=names, limit=limit, named=named) for r in rows]
+        """A column's cells; an id is named the first time it appears on the page (and not where
+        the row shows the name in a column of its own)."""
+        named, cells = not (column == "company_id" and "company_name" in header), []
+        seen: set[str] = set()
+        for r in rows:
+            first = isinstance(r.get(column), str) and r[column] not in seen
+            cells.append(columns.cell(r, column, names=names, limit=limit, named=named and first))
+            seen.add(str(r.get(column)))
+        return cells
 
     def cost_of(cells: list[str]) -> float:
         return sum(estimate_tokens(c or "-") + 1 for c in cells) / len(rows)
