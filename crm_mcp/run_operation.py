@@ -86,7 +86,7 @@ async def run_operation(run: Run, op: Operation, args: Any) -> ToolResult:
         page = page_of(response)
         asked = getattr(args, "limit", None) or DEFAULT_PAGE_SIZE
         rows = page.records[:asked]
-        names = await _names(run, client, op.resource, rows, overrides) if not fields else name_cache.NO_NAMES
+        names = await _names(run, client, op.resource, rows, overrides)
         rendered = render.render_list(op.resource, rows, next_cursor=page.next_cursor, fields=fields,
                                       pick_fields="fields" in op.query_params, names=names)
         if len(page.records) > asked:  # the upstream ignored `limit`: show what was asked, say what was cut

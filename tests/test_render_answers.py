@@ -93,9 +93,11 @@ async def test_an_opportunity_row_shows_stage_amount_and_close_date(
     header, rows = table(await call(client, "list_opportunities", {}))
     assert header[:5] == ["id", "title", "pipeline_stage_id", "monetary_amount", "close_date"]
     close = sandbox_server.store.get(settings.consumer_id, "opportunities", "", "opp_001")["close_date"]
-    assert rows["opp_001"][:5] == [
-        "opp_001", "Acme Corporation — Analytics Platform expansion", "stg_nb_proposal (Proposal)", "120000 USD", close,
+    assert rows["opp_001"][:5] == [  # the title shortened to keep the rest
+        "opp_001", "Acme Corporation — Analytics Platform e…", "stg_nb_proposal (Proposal)", "120000 USD", close,
     ]
+    _, rows = table(await call(client, "list_opportunities", {"fields": ["title"]}))
+    assert rows["opp_001"] == ["opp_001", "Acme Corporation — Analytics Platform expansion"]
 
 
 async def test_a_lead_row_shows_its_status(client: Client) -> None:
@@ -138,10 +140,10 @@ async def test_rows_name_their_company_and_owner_with_one_users_call(
 ) -> None:
     _, contacts = table(await call(client, "list_contacts", {}))
     assert contacts["con_0001"][1:4] == ["Jane Doe", "VP of Operations", "com_001 (Acme Corporation)"]
-    header, companies = table(await call(client, "list_companies", {"limit": 5}))
-    assert companies["com_001"][header.index("owner_id")] == "usr_02 (Marcus Reid)"
-    header, companies = table(await call(client, "list_companies", {"limit": 5}))
-    assert companies["com_002"][header.index("owner_id")] == "usr_04 (Daniel Okafor)"
+    _, companies = table(await call(client, "list_companies", {"limit": 5, "fields": ["name", "owner_id"]}))
+    assert companies["com_001"] == ["com_001", "Acme Corporation", "usr_02 (Marcus Reid)"]
+    assert companies["com_002"] == ["com_002", "Larkspur Energy", "usr_04 (Daniel Okafor)"]
+    await call(client, "get_company", {"id": "com_001"})
     assert users_calls(transport) == 1  # one list of users for every row of every page
 
 
@@ -154,10 +156,11 @@ async def test_the_names_are_kept_per_consumer_and_for_a_while(
     transport = ContractCheckingTransport()
     async with Client(build_server(renamed, transport=transport)) as a, Client(build_server(other)) as b:
         await call(a, "update_user", {"id": "usr_02", "first_name": "Marco"})
-        header, rows = table(await call(a, "list_companies", {}))
-        assert rows["com_001"][header.index("owner_id")] == "usr_02 (Marco Reid)"
-        header, rows = table(await call(b, "list_companies", {}))  # another consumer: its own names
-        assert rows["com_001"][header.index("owner_id")] == "usr_02 (Marcus Reid)"
+        owners = {"limit": 2, "fields": ["owner_id"]}
+        _, rows = table(await call(a, "list_companies", owners))
+        assert rows["com_001"] == ["com_001", "usr_02 (Marco Reid)"]
+        _, rows = table(await call(b, "list_companies", owners))  # another consumer: its own names
+        assert rows["com_001"] == ["com_001", "usr_02 (Marcus Reid)"]
         assert len(fresh_names) == 2
         await call(a, "list_companies", {})
         assert users_calls(transport) == 1
