@@ -62,7 +62,7 @@ CARD_LINKS: dict[str, frozenset[str]] = {
 }
 SHORTENABLE = frozenset({"title", "name", "content", "description", "company_name"})
 SHORTER = (48, 40, 32, 24)  # lengths a shortenable column tries when it does not fit at CELL_CHARS
-KEPT_CHARS = 40  # a kept one (an opportunity's title) stops there: the row goes over its budget instead
+KEPT_CHARS = 48  # a kept one (an opportunity's title) stops there: the row goes over its budget instead
 _PARTS = {"name": ("name", "first_name", "last_name"), "monetary_amount": ("monetary_amount", "currency")}
 # A name the record carries for one of its ids (the other names come from `crm_mcp.names`).
 _OWN_NAME = {"company_id": "company_name", "owner_id": "owner_name"}
