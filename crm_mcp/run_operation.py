@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from crm_mcp import names as name_cache
+from crm_mcp.errors import InvalidArgumentError
 from crm_mcp.operations import Operation
 from crm_mcp.pages import page_of, record_of
 from crm_mcp.runtime import Run, ToolResult
@@ -23,19 +25,52 @@ def _render_fields(op: Operation, args: Any) -> list[str] | str | None:
     return "*" if fields and "*" in fields else fields
 
 
-def _overrides(args: Any) -> dict[str, Any]:
+def overrides_of(args: Any) -> dict[str, Any]:
     return {"consumer_id": getattr(args, "consumer_id", None), "service_id": getattr(args, "service_id", None)}
+
+
+def _check_fields(op: Operation, args: Any) -> None:
+    """Refuse a `fields` argument that names a field the records do not have, before any call."""
+    from crm_mcp.render import unknown_fields
+
+    if "fields" not in op.query_params:  # a custom object's `fields` is its body, not a choice of fields
+        return
+    fields = getattr(args, "fields", None)
+    problem = unknown_fields(op.resource, fields) if fields else None
+    if problem:
+        raise InvalidArgumentError("fields", problem)
+
+
+def tenant_of(run: Run, overrides: dict[str, Any]) -> str:
+    """The name cache's key of the caller's tenant and consumer."""
+    settings = run.runtime.settings
+    creds = run.credentials or settings
+    consumer = overrides.get("consumer_id") or run.overrides.get("consumer_id") or creds.consumer_id
+    service = overrides.get("service_id") or run.overrides.get("service_id") or creds.service_id
+    return name_cache.tenant_key(creds.api_key, creds.app_id, consumer, service, settings.base_url)
+
+
+async def names_for(run: Run, client: Any, resource: str, records: list[dict[str, Any]],
+                 overrides: dict[str, Any]) -> name_cache.Names:
+    """The cached names of the users and pipelines `records` point to (one list call each per
+    tenant and consumer every few minutes, none per row)."""
+    need = name_cache.lists_needed(resource, records)
+    if not need:
+        return name_cache.NO_NAMES
+    sent = {k: v for k, v in overrides.items() if v}
+    return await name_cache.CACHE.names(tenant_of(run, overrides), client, need, sent)
 
 
 async def run_operation(run: Run, op: Operation, args: Any) -> ToolResult:
     from crm_mcp import render
 
+    _check_fields(op, args)
     path, query, body = split_arguments(op, args)
     if op.action in WRITE_ACTIONS:  # previews, the journal, duplicates: crm_mcp.run_write
         from crm_mcp.run_write import run_write
 
         return await run_write(run, op, args, path, body)
-    overrides = _overrides(args)
+    overrides = overrides_of(args)
     client = await run.client()
     fields = _render_fields(op, args)
     if getattr(args, "after", None) or getattr(args, "before", None):
@@ -55,8 +90,10 @@ async def run_operation(run: Run, op: Operation, args: Any) -> ToolResult:
     if op.action == "list":
         page = page_of(response)
         asked = getattr(args, "limit", None) or DEFAULT_PAGE_SIZE
-        rendered = render.render_list(op.resource, page.records[:asked], next_cursor=page.next_cursor, fields=fields,
-                                      pick_fields="fields" in op.query_params)
+        rows = page.records[:asked]
+        names = await names_for(run, client, op.resource, rows, overrides)
+        rendered = render.render_list(op.resource, rows, next_cursor=page.next_cursor, fields=fields,
+                                      pick_fields="fields" in op.query_params, names=names)
         if len(page.records) > asked:  # the upstream ignored `limit`: show what was asked, say what was cut
             sent = len(page.records)
             narrow = " narrow the list with filter" if "filter" in op.query_params else " get them by id"
@@ -64,6 +101,8 @@ async def run_operation(run: Run, op: Operation, args: Any) -> ToolResult:
                     f"continues after all {sent}; to see the cut ones,{narrow}.")
             return ToolResult(rendered.text + note, rendered.structured, False, response.status, response.request_id)
     else:
-        rendered = render.render_record(op.resource, record_of(response), fields=fields)
+        record = record_of(response)
+        names = await names_for(run, client, op.resource, [record], overrides)
+        rendered = render.render_record(op.resource, record, fields=fields, names=names)
     return ToolResult(rendered.text, rendered.structured, False, response.status, response.request_id)
 

@@ -8,8 +8,10 @@ import dataclasses
 import logging
 from typing import Any
 
+from crm_mcp import names as name_cache
 from crm_mcp.operations import Operation, missing_required, sibling
 from crm_mcp.pages import read_record, record_of
+from crm_mcp.run_operation import names_for, overrides_of, tenant_of
 from crm_mcp.runtime import Run, ToolResult
 
 log = logging.getLogger("crm_mcp.journal")
@@ -64,8 +66,13 @@ async def run_write(
         await journal.write_failed(outcome, exc)
         raise
     record_id = record_of(response).get("id")
+    overrides = overrides_of(args)
+    if op.resource in ("users", "pipelines"):  # the names just written: read them again
+        name_cache.CACHE.forget(tenant_of(run, overrides))
+    before = outcome.before if op.action == "update" else None  # the journal read it before the write
+    names = await names_for(run, client, op.resource, [body or {}, before or {}], overrides)
     rendered = render.render_write(op.action, op.resource, record_of(response) or None,
-                                   record_id=record_id or path.get("id"))
+                                   record_id=record_id or path.get("id"), sent=body, before=before, names=names)
     try:
         change = await journal.after_write(outcome, response)
     except Exception:  # the write is done: say so, and that it cannot be undone

@@ -68,6 +68,7 @@ def sentences(text: str) -> list[str]:
         if DATA_LINE.match(line):
             continue
         line = re.sub(r"^(\+\d+ more fields \([^)]*\)):.*", r"\1", line)  # the field names it lists
+        line = re.sub(r"(Valid fields:) [a-z0-9_.]+(, [a-z0-9_.]+)*", r"\1", line)  # values `fields` takes
         out += [s for s in re.split(r"(?<=[.?!])\s+(?=[A-Z(])", line) if s.strip()]
     return out
 

@@ -12,7 +12,12 @@ against the tool's `output_schema(action)`. The agent pays for both, so no field
   cut made to fit `max_tokens` is announced with the way to get the rest.
 - `render_record`: `field: value` lines. By default a card of the most important non-empty fields
   within a token budget, then how many were left out and how to see them (`fields=["*"]`: all).
-- `render_write`: "Created contact con_0201."
+- `render_write`: "Created contact con_0201." and the key fields it stored; an update, each field
+  it changed as `old -> new`.
+
+Headers are the records' own field names (those `fields` takes; `unknown_fields` says why one
+is not). An id is followed by the name of what it points to when the record carries it or the
+caller passes it (`names`, from `crm_mcp.names`).
 
 CRM text is data, not instructions: every result opens with one fixed frame line saying so, and
 every CRM string is written inline; one that holds a line break, `|`, a quote, a backslash, or a
@@ -22,6 +27,7 @@ content can start a line of its own or pass for the server's words.
 
 from __future__ import annotations
 
+from crm_mcp.render.columns import unknown_fields, valid_fields
 from crm_mcp.render.values import estimate_tokens
 from crm_mcp.render.views import (
     CARD_TOKENS,
@@ -52,4 +58,6 @@ __all__ = [
     "render_record",
     "render_write",
     "table",
+    "unknown_fields",
+    "valid_fields",
 ]

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 CELL_CHARS = 60  # a longer string in a list cell is shortened with "…"
-SHORT_HEADER = {"emails": "email", "phone_numbers": "phone", "addresses": "address", "websites": "website"}
+PRIMARY_ONLY = frozenset({"emails", "phone_numbers", "addresses", "websites"})  # a list cell shows one of these
 _TYPED_LISTS = ("emails", "phone_numbers", "websites")
 
 _INVISIBLE = r"\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff"
@@ -194,10 +194,10 @@ def value(field: str, raw: Any, *, short: bool = False, card: bool = False) -> s
         items = [v for v in raw if not is_empty(v)]
         if card and len(items) == 1 and field in _TYPED_LISTS:
             short = True
-        if short and field in SHORT_HEADER:
+        if short and field in PRIMARY_ONLY:
             primary = [v for v in items if isinstance(v, Mapping) and v.get("type") == "primary"]
             items = (primary or items)[:1]
-        nested = any(isinstance(v, Mapping) for v in items) and field not in SHORT_HEADER
+        nested = any(isinstance(v, Mapping) for v in items) and field not in PRIMARY_ONLY
         return ("; " if nested else ", ").join(item(field, v, short=short) for v in items)
     if isinstance(raw, Mapping):
         return item(field, raw, short=short)

@@ -100,7 +100,8 @@ def test_valid_arguments_get_an_answer_not_a_crash(
         published.validate(arguments)
         result = session.call(tool.name, arguments)
         text = text_of(result)
-        _no_internals(tool.name, arguments, result)
+        if result.is_error:  # a success echoes the CRM's data, which may hold any text an earlier example wrote
+            _no_internals(tool.name, arguments, result)
         assert text.strip(), f"{tool.name}({arguments!r}) answered no text"
         assert "failed inside the server" not in text, f"{tool.name}({arguments!r}): {text}"
         if result.is_error:  # the API may refuse it (unknown id, ...), but our validation must not
