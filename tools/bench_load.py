@@ -1,6 +1,6 @@
 """Load benchmark of the MCP server over streamable HTTP: concurrent clients, then a memory soak.
 
-    python tools/bench_load.py [--clients 50] [--calls 40] [--soak 5000] [--mode auto|legacy]
+    python tools/bench_load.py [--clients 50] [--calls 40] [--soak 5000] [--mode auto|legacy] [--workers 1,2]
 
 Set-up. The sandbox CRM (in-memory database) runs as a subprocess (`python -m crm_mcp sandbox`), or
 in this process with `--sandbox-inprocess`; the MCP server runs as a subprocess
@@ -20,6 +20,26 @@ shared consumer). Everything listens on 127.0.0.1 only, on free ports.
    first/last/max RSS, the least-squares slope after warm-up (KiB per 1,000 calls, over the 2nd to
    4th quarters of the samples) and the verdict: "flat" means the mean RSS of the last quarter of
    samples is within 10% of the mean of the second quarter (the first quarter is warm-up).
+
+3. Workers and CPU. `--workers 1,2` (the default) runs the load phase once per worker count
+   (`crm-mcp serve --http --workers N`; the soak runs with the first count only) and ends with a
+   table: calls per second, and CPU per call of the server (all its processes) and of the sandbox,
+   with their ratio. On a shared machine CPU per call is the honest measure, not calls per second.
+
+Before/after. `--code DIR --server-python PY` runs the MCP server from another checkout and
+virtualenv (the sandbox and the clients stay the same), e.g. alternately:
+
+    python tools/bench_load.py --clients 20 --calls 50 --soak 0 --workers 1 \
+        --code /work/wt/baseline --server-python /work/main/.venv/bin/python
+    python tools/bench_load.py --clients 20 --calls 50 --soak 0 --workers 1
+
+Profile. `--profile-server FILE` runs the server under pyinstrument (`pip install pyinstrument`;
+wall-clock samples in the server's own process, about double its CPU) and writes the call tree:
+
+    python tools/bench_load.py --clients 20 --calls 50 --soak 0 --workers 1 --profile-server /tmp/http.txt
+
+Over stdio, the same profiler wraps the server a client starts:
+`python -m pyinstrument -r text -o /tmp/stdio.txt -m crm_mcp` as the client's command.
 
 Exit status 0 when there were no errors and the memory stayed flat, 1 otherwise. Every call has a
 timeout (`--call-timeout`), every phase a deadline; the child processes are stopped on exit.

@@ -83,8 +83,10 @@ def _table(resource_name: str, rows: list[dict[str, Any]], asked: list[str] | No
     header, table = ["id"], [[quote_id(_id(r))] for r in rows]
     spent, full = sum(estimate_tokens(t[0]) + 1 for t in table) / len(rows), False
     for column in columns.list_candidates(resource_name):
+        if full and column not in always:  # decided before its cells are written (the costly part)
+            continue
         cells = [columns.cell(r, column) for r in rows]
-        if not any(cells) or (full and column not in always):
+        if not any(cells):
             continue
         cost = sum(estimate_tokens(c or "-") + 1 for c in cells) / len(rows)
         if asked is None and column not in always and spent + cost > ROW_TOKENS:
