@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 import logging
@@ -34,6 +35,7 @@ TOKEN_ENV = HTTP_TOKEN_ENV
 HEALTH_PATH = "/health"
 MCP_PATH = "/mcp"  # the SDK's streamable_http_path
 _HEALTH_BODY = b'{"status":"ok"}'
+STARTUP_FAILURE = 3  # uvicorn's exit status when the server could not start
 _ALL_ADDRESSES = ("0.0.0.0", "::", "[::]", "")
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "127.0.0.1:*", "localhost:*", "[::1]:*")
 _LOOPBACK_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
@@ -246,5 +248,7 @@ def run_http(server: Any, settings: Settings, *, host: str, port: int, workers: 
         from crm_mcp.workers import serve_forked
 
         return serve_forked(config, workers)
-    uvicorn.Server(config).run()
-    return 0
+    server_process = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):
+        server_process.run()
+    return 0 if server_process.started else STARTUP_FAILURE  # e.g. the port is taken (as uvicorn.run says)
