@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import ipaddress
 import logging
@@ -35,7 +34,6 @@ TOKEN_ENV = HTTP_TOKEN_ENV
 HEALTH_PATH = "/health"
 MCP_PATH = "/mcp"  # the SDK's streamable_http_path
 _HEALTH_BODY = b'{"status":"ok"}'
-STARTUP_FAILURE = 3  # uvicorn's exit status when the server could not start
 _ALL_ADDRESSES = ("0.0.0.0", "::", "[::]", "")
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "127.0.0.1:*", "localhost:*", "[::1]:*")
 _LOOPBACK_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
@@ -242,13 +240,10 @@ def run_http(server: Any, settings: Settings, *, host: str, port: int, workers: 
     if host in _ALL_ADDRESSES:
         log.info("clients may use any IP address of this machine as the host; to use a DNS name, "
                  "set %s=<name>:%d", ALLOWED_HOSTS_ENV, port)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
-                            **uvicorn_options(settings))
+    options = dict(log_level="warning", access_log=False, **uvicorn_options(settings))
     if workers > 1:
         from crm_mcp.workers import serve_forked
 
-        return serve_forked(config, workers)
-    server_process = uvicorn.Server(config)
-    with contextlib.suppress(KeyboardInterrupt):
-        server_process.run()
-    return 0 if server_process.started else STARTUP_FAILURE  # e.g. the port is taken (as uvicorn.run says)
+        return serve_forked(uvicorn.Config(app, host=host, port=port, **options), workers)
+    uvicorn.run(app, host=host, port=port, **options)
+    return 0
