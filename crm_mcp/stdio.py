@@ -32,8 +32,9 @@ INVALID_REQUEST = -32600
 
 def event_loop_options() -> dict[str, Any]:
     """anyio's asyncio backend options: uvloop where it is installed (a dependency except on
-    Windows), whose loop spends about half the CPU per call of asyncio's own; asyncio's otherwise.
-    HTTP mode gets the same from uvicorn, which picks uvloop by itself."""
+    Windows), a loop written in C (measured over HTTP: about 5% less server CPU per call than
+    asyncio's own); asyncio's otherwise. HTTP mode gets the same from uvicorn, which picks uvloop
+    by itself."""
     try:
         import uvloop  # noqa: F401
     except ImportError:
