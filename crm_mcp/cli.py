@@ -23,6 +23,8 @@ def _add_serve_arguments(parser: argparse.ArgumentParser, *, sub: bool = False) 
     parser.add_argument("--http", action="store_true", help="serve streamable HTTP instead of stdio")
     parser.add_argument("--host", default="127.0.0.1", help="HTTP bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="HTTP port (default 8000)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="HTTP worker processes (default 1; about one per CPU core, see README)")
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="stderr log level"
     )
@@ -141,6 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return purge_journal(settings, everything=args.all)
     if command == "call":
         return run_call(settings, args.tool, args.arguments)
+    if args.workers < 1 or (args.workers > 1 and not args.http):
+        print("crm-mcp: --workers takes a count of 1 or more, and more than 1 only with --http", file=sys.stderr)
+        return 2
     from crm_mcp.selection import SelectionError, select_tools
 
     try:
@@ -151,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     return serve(
         settings, http=args.http, host=args.host, port=args.port, selection=selection,
-        confirm_destructive=bool(getattr(args, "confirm_destructive", False)),
+        confirm_destructive=bool(getattr(args, "confirm_destructive", False)), workers=args.workers,
     )
 
 
@@ -171,11 +176,12 @@ def selection_from_args(args: argparse.Namespace) -> Selection:
 
 def serve(
     settings: Settings, *, http: bool, host: str, port: int, selection: Selection | None = None,
-    confirm_destructive: bool = False,
+    confirm_destructive: bool = False, workers: int = 1,
 ) -> int:
     import anyio
 
     from crm_mcp.server import build_server, run_stdio
+    from crm_mcp.stdio import event_loop_options
     from crm_mcp.telemetry import configure
 
     configure()  # OpenTelemetry export, when the standard OTEL_* variables ask for it
@@ -185,8 +191,8 @@ def serve(
     if http:
         from crm_mcp.http import run_http
 
-        return run_http(server, settings, host=host, port=port)
-    anyio.run(run_stdio, server, settings)
+        return run_http(server, settings, host=host, port=port, workers=workers)
+    anyio.run(run_stdio, server, settings, backend_options=event_loop_options())
     return 0
 
 

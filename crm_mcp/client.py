@@ -164,6 +164,7 @@ class ApideckClient:
     ) -> None:
         self._credentials = Credentials(api_key or "", app_id or "", consumer_id or None, service_id or None)
         self._base_url = _check_base_url(base_url)
+        self._base_path = httpx2.URL(self._base_url).raw_path.rstrip(b"/")  # parsed once, not per call
         self._retry = retry or RetryPolicy()
         self._timeout = httpx2.Timeout(
             connect=connect_timeout, read=read_timeout, write=write_timeout, pool=pool_timeout
@@ -234,7 +235,7 @@ class ApideckClient:
             raise InvalidArgumentError(exc.argument, exc.reason, context=ctx) from None
         self._check_credentials(creds, ctx)
         url = self._base_url + path + (f"?{qs}" if qs else "")
-        expected_target = (httpx2.URL(self._base_url).raw_path.rstrip(b"/") + path.encode("ascii")) + (
+        expected_target = (self._base_path + path.encode("ascii")) + (
             f"?{qs}".encode("ascii") if qs else b""
         )
         return await self._run(op, url, expected_target, headers, content, ctx, secrets, body, timeout)

@@ -223,7 +223,9 @@ def build_http_app(server: Any, settings: Settings, *, host: str, port: int, tok
     return HealthCheck(app)
 
 
-def run_http(server: Any, settings: Settings, *, host: str, port: int) -> int:
+def run_http(server: Any, settings: Settings, *, host: str, port: int, workers: int = 1) -> int:
+    """Serve `server` over HTTP until SIGTERM/SIGINT; with `workers` > 1, in that many processes
+    (`crm_mcp.workers`) sharing one listening socket."""
     import uvicorn
 
     token = settings.http_token
@@ -233,9 +235,15 @@ def run_http(server: Any, settings: Settings, *, host: str, port: int) -> int:
         print(f"crm-mcp: configuration error: {exc}", file=sys.stderr)
         return 2
     guard = " (OAuth access token required)" if settings.oauth else " (bearer token required)" if token else ""
-    log.info("streamable HTTP at http://%s:%d/mcp%s", host, port, guard)
+    processes = f" ({workers} worker processes)" if workers > 1 else ""
+    log.info("streamable HTTP at http://%s:%d/mcp%s%s", host, port, guard, processes)
     if host in _ALL_ADDRESSES:
         log.info("clients may use any IP address of this machine as the host; to use a DNS name, "
                  "set %s=<name>:%d", ALLOWED_HOSTS_ENV, port)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, **uvicorn_options(settings))
+    options = dict(log_level="warning", access_log=False, **uvicorn_options(settings))
+    if workers > 1:
+        from crm_mcp.workers import serve_forked
+
+        return serve_forked(uvicorn.Config(app, host=host, port=port, **options), workers)
+    uvicorn.run(app, host=host, port=port, **options)
     return 0

@@ -30,6 +30,18 @@ _CHUNK = 64 * 1024
 INVALID_REQUEST = -32600
 
 
+def event_loop_options() -> dict[str, Any]:
+    """anyio's asyncio backend options: uvloop where it is installed (the `fast` extra; not on
+    Windows), a loop written in C (measured over HTTP: about 5% less server CPU per call than
+    asyncio's own); asyncio's otherwise. HTTP mode gets the same from uvicorn, which picks uvloop
+    by itself."""
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return {}
+    return {"use_uvloop": True}
+
+
 class _PipeLines:
     """`async for line in ...` over an asyncio StreamReader, as the SDK's transport reads stdin.
 

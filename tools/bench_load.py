@@ -1,6 +1,6 @@
 """Load benchmark of the MCP server over streamable HTTP: concurrent clients, then a memory soak.
 
-    python tools/bench_load.py [--clients 50] [--calls 40] [--soak 5000] [--mode auto|legacy]
+    python tools/bench_load.py [--clients 50] [--calls 40] [--soak 5000] [--mode auto|legacy] [--workers 1,2]
 
 Set-up. The sandbox CRM (in-memory database) runs as a subprocess (`python -m crm_mcp sandbox`), or
 in this process with `--sandbox-inprocess`; the MCP server runs as a subprocess
@@ -21,6 +21,26 @@ shared consumer). Everything listens on 127.0.0.1 only, on free ports.
    4th quarters of the samples) and the verdict: "flat" means the mean RSS of the last quarter of
    samples is within 10% of the mean of the second quarter (the first quarter is warm-up).
 
+3. Workers and CPU. `--workers 1,2` (the default) runs the load phase once per worker count
+   (`crm-mcp serve --http --workers N`; the soak runs with the first count only) and ends with a
+   table: calls per second, and CPU per call of the server (all its processes) and of the sandbox,
+   with their ratio. On a shared machine CPU per call is the honest measure, not calls per second.
+
+Before/after. `--code DIR --server-python PY` runs the MCP server from another checkout and
+virtualenv (the sandbox and the clients stay the same), e.g. alternately:
+
+    python tools/bench_load.py --clients 20 --calls 50 --soak 0 --workers 1 \
+        --code /work/wt/baseline --server-python /work/main/.venv/bin/python
+    python tools/bench_load.py --clients 20 --calls 50 --soak 0 --workers 1
+
+Profile. `--profile-server FILE` runs the server under pyinstrument (`pip install pyinstrument`;
+wall-clock samples in the server's own process, about double its CPU) and writes the call tree:
+
+    python tools/bench_load.py --clients 20 --calls 50 --soak 0 --workers 1 --profile-server /tmp/http.txt
+
+Over stdio, the same profiler wraps the server a client starts:
+`python -m pyinstrument -r text -o /tmp/stdio.txt -m crm_mcp` as the client's command.
+
 Exit status 0 when there were no errors and the memory stayed flat, 1 otherwise. Every call has a
 timeout (`--call-timeout`), every phase a deadline; the child processes are stopped on exit.
 `run_benchmark(...)` is the core, used by tests/test_load.py at a reduced size.
@@ -32,6 +52,7 @@ import argparse
 import contextlib
 import os
 import platform
+import signal
 import socket
 import statistics
 import subprocess
@@ -90,10 +111,12 @@ def wait_for_port(port: int, proc: subprocess.Popen[Any] | None, timeout: float 
         time.sleep(0.05)
 
 
-def stop_process(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
-    """Stop one child we started (by its own handle): SIGTERM, then SIGKILL after `timeout`."""
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 10.0, interrupt: bool = False) -> None:
+    """Stop one child we started (by its own handle): SIGTERM (SIGINT with `interrupt`: uvicorn
+    re-raises SIGTERM after shutting down, which kills a profiler before it writes), then SIGKILL
+    after `timeout`."""
     if proc.poll() is None:
-        proc.terminate()
+        proc.send_signal(signal.SIGINT) if interrupt else proc.terminate()
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -101,32 +124,36 @@ def stop_process(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
             proc.wait(timeout)
 
 
-def mcp_server_command(port: int, log_level: str = "info") -> list[str]:
-    return [sys.executable, "-m", "crm_mcp", "serve", "--http", "--host", HOST, "--port", str(port),
-            "--log-level", log_level]
+def mcp_server_command(port: int, log_level: str = "info", *, workers: int = 1,
+                       profile: Path | None = None, python: str = sys.executable) -> list[str]:
+    """`profile`: run the server under pyinstrument (same process), its text report written there on exit."""
+    profiler = ["-m", "pyinstrument", "-r", "text", "-o", str(profile)] if profile else []
+    return [python, *profiler, "-m", "crm_mcp", "serve", "--http", "--host", HOST, "--port", str(port),
+            "--log-level", log_level, *(["--workers", str(workers)] if workers != 1 else [])]
 
 
-def mcp_server_env(sandbox_url: str, consumer: str = CONSUMER_ID) -> dict[str, str]:
+def mcp_server_env(sandbox_url: str, consumer: str = CONSUMER_ID, *, code: Path = ROOT) -> dict[str, str]:
     return {
         **CLEAN_ENV,
         "APIDECK_API_KEY": API_KEY,
         "APIDECK_APP_ID": APP_ID,
         "APIDECK_CONSUMER_ID": consumer,
         "APIDECK_BASE_URL": sandbox_url,
-        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
+        "PYTHONPATH": os.pathsep.join(p for p in (str(code), os.environ.get("PYTHONPATH", "")) if p),
     }
 
 
 @contextlib.contextmanager
-def started(command: list[str], env: dict[str, str], port: int, log_path: Path) -> Iterator[subprocess.Popen[Any]]:
+def started(command: list[str], env: dict[str, str], port: int, log_path: Path,
+            cwd: Path = ROOT, interrupt: bool = False) -> Iterator[subprocess.Popen[Any]]:
     """A child process whose stderr (and stdout) go to `log_path`, ready once `port` accepts."""
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=ROOT)
+        proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=cwd)
     try:
         wait_for_port(port, proc)
         yield proc
     finally:
-        stop_process(proc)
+        stop_process(proc, interrupt=interrupt)
 
 
 def proc_memory_kib(pid: int) -> tuple[int, int]:
@@ -148,6 +175,36 @@ def proc_cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its live descendants (the server's worker processes with --workers N)."""
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+    return tree
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    total = 0.0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):
+            total += proc_cpu_seconds(member)
+    return total
+
+
+def tree_memory_kib(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) summed over `pid` and its descendants."""
+    rss = hwm = 0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):
+            r, h = proc_memory_kib(member)
+            rss, hwm = rss + r, hwm + h
+    return rss, hwm
+
+
 @dataclass
 class Stack:
     mcp_url: str
@@ -161,14 +218,15 @@ class Stack:
 
         With `--sandbox-inprocess` the sandbox's CPU is counted in this process and shown as nan."""
         sandbox = proc_cpu_seconds(self.sandbox_pid) if self.sandbox_pid else float("nan")
-        return proc_cpu_seconds(self.server_pid), sandbox, proc_cpu_seconds(None)
+        return tree_cpu_seconds(self.server_pid), sandbox, proc_cpu_seconds(None)
 
     def logged_tool_calls(self) -> int:
         return sum(1 for line in self.server_log.read_text(errors="replace").splitlines() if " tool=" in line)
 
 
 @contextlib.contextmanager
-def running_stack(*, sandbox_inprocess: bool = False, log_level: str = "info") -> Iterator[Stack]:
+def running_stack(*, sandbox_inprocess: bool = False, log_level: str = "info", workers: int = 1,
+                  code: Path = ROOT, profile: Path | None = None, python: str = sys.executable) -> Iterator[Stack]:
     """The sandbox CRM and the MCP server (HTTP subprocess) pointed at it."""
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp, contextlib.ExitStack() as stack:
         sandbox_pid: int | None
@@ -187,7 +245,9 @@ def running_stack(*, sandbox_inprocess: bool = False, log_level: str = "info") -
         port = free_port()
         server_log = Path(tmp) / "server.log"
         server = stack.enter_context(
-            started(mcp_server_command(port, log_level), mcp_server_env(sandbox_url), port, server_log)
+            started(mcp_server_command(port, log_level, workers=workers, profile=profile, python=python),
+                    mcp_server_env(sandbox_url, code=code), port, server_log, cwd=code,
+                    interrupt=profile is not None)
         )
         try:
             yield Stack(f"http://{HOST}:{port}/mcp", sandbox_url, server.pid, sandbox_pid, server_log)
@@ -325,7 +385,7 @@ async def run_load(stack: Stack, *, clients: int, calls: int, mode: str, call_ti
             for no in range(clients):
                 tg.start_soon(worker, no)
     end = time.perf_counter()
-    rss, hwm = proc_memory_kib(stack.server_pid)
+    rss, hwm = tree_memory_kib(stack.server_pid)
     wall = end - go_time[0] if go_time else float("nan")
     cpu = tuple(b - a for a, b in zip(cpu_before, stack.cpu(), strict=True))
     connect_p50 = statistics.median(connect_times) if connect_times else float("nan")
@@ -377,7 +437,7 @@ class SoakResult:
 async def run_soak(stack: Stack, *, total: int, workers: int, session_calls: int, sample_every: int, mode: str,
                    call_timeout: float, deadline: float) -> SoakResult:
     tally = Tally()
-    samples: list[tuple[int, int]] = [(0, proc_memory_kib(stack.server_pid)[0])]
+    samples: list[tuple[int, int]] = [(0, tree_memory_kib(stack.server_pid)[0])]
     claimed = 0
     done = 0
 
@@ -404,7 +464,7 @@ async def run_soak(stack: Stack, *, total: int, workers: int, session_calls: int
                             last_note = created
                         done += 1
                         if done % sample_every == 0:
-                            samples.append((done, proc_memory_kib(stack.server_pid)[0]))
+                            samples.append((done, tree_memory_kib(stack.server_pid)[0]))
             except Exception as exc:
                 tally.error(f"soak worker {no}: {type(exc).__name__}: {exc}")
 
@@ -416,9 +476,9 @@ async def run_soak(stack: Stack, *, total: int, workers: int, session_calls: int
                 tg.start_soon(worker, 1000 + no)
     wall = time.perf_counter() - started_at
     if samples[-1][0] != done:
-        samples.append((done, proc_memory_kib(stack.server_pid)[0]))
+        samples.append((done, tree_memory_kib(stack.server_pid)[0]))
     cpu = tuple(b - a for a, b in zip(cpu_before, stack.cpu(), strict=True))
-    return SoakResult(done, tally, wall, samples, proc_memory_kib(stack.server_pid)[1], cpu)  # type: ignore[arg-type]
+    return SoakResult(done, tally, wall, samples, tree_memory_kib(stack.server_pid)[1], cpu)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -427,6 +487,7 @@ class BenchmarkResult:
     soak: SoakResult | None
     logged_tool_calls: int
     sandbox_hwm_kib: int | None
+    workers: int = 1
 
     @property
     def errors(self) -> int:
@@ -440,10 +501,13 @@ class BenchmarkResult:
 def run_benchmark(*, clients: int = 50, calls: int = 40, soak: int = 5000, soak_clients: int = 10,
                   session_calls: int = 50, sample_every: int | None = None, mode: str = "auto",
                   call_timeout: float = 30.0, sandbox_inprocess: bool = False, log_level: str = "info",
-                  deadline: float = 900.0) -> BenchmarkResult:
-    """Start the stack, run the load phase then the soak, stop the stack."""
+                  deadline: float = 900.0, workers: int = 1, code: Path = ROOT,
+                  profile: Path | None = None, python: str = sys.executable) -> BenchmarkResult:
+    """Start the stack (the server with `workers` processes, from the checkout `code`), run the
+    load phase then the soak, stop the stack."""
     every = sample_every or max(1, soak // 50)
-    with running_stack(sandbox_inprocess=sandbox_inprocess, log_level=log_level) as stack:
+    with running_stack(sandbox_inprocess=sandbox_inprocess, log_level=log_level, workers=workers, code=code,
+                       profile=profile, python=python) as stack:
         load = anyio.run(lambda: run_load(stack, clients=clients, calls=calls, mode=mode, call_timeout=call_timeout,
                                           deadline=deadline))
         soak_result = None
@@ -454,7 +518,7 @@ def run_benchmark(*, clients: int = 50, calls: int = 40, soak: int = 5000, soak_
         sandbox_hwm = proc_memory_kib(stack.sandbox_pid)[1] if stack.sandbox_pid else None
         time.sleep(0.2)  # let the server's last log lines reach the file
         logged = stack.logged_tool_calls()
-    return BenchmarkResult(load, soak_result, logged, sandbox_hwm)
+    return BenchmarkResult(load, soak_result, logged, sandbox_hwm, workers)
 
 
 # ----------------------------------------------------------------------------- report
@@ -533,6 +597,17 @@ def report(result: BenchmarkResult, mode: str) -> str:
     return "\n".join(out)
 
 
+def cpu_table(results: Sequence[BenchmarkResult]) -> str:
+    """Per worker count, the load phase's calls per second and CPU per call of server and sandbox."""
+    rows = []
+    for r in results:
+        server, sandbox, _ = r.load.cpu
+        n = r.load.calls or 1
+        rows.append([r.workers, r.load.calls / r.load.wall if r.load.wall else float("nan"),
+                     server / n * 1000.0, sandbox / n * 1000.0, f"{server / sandbox:.2f}" if sandbox else "nan"])
+    return table(["workers", "calls/s", "server CPU ms/call", "sandbox CPU ms/call", "server/sandbox"], rows)
+
+
 def machine_line() -> str:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return f"{platform.python_implementation()} {platform.python_version()}, {usable} usable CPUs, {platform.system()}"
@@ -552,18 +627,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sandbox-inprocess", action="store_true", help="run the sandbox in this process")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                         help="the MCP server's log level (info logs a line per call, as deployed)")
+    parser.add_argument("--workers", default="1,2",
+                        help="server worker processes (serve --http --workers N); a list runs the load once per "
+                             "count, the soak with the first (default 1,2)")
+    parser.add_argument("--code", type=Path, default=ROOT,
+                        help="run the MCP server from this checkout (before/after comparisons; default: this one)")
+    parser.add_argument("--server-python", default=sys.executable,
+                        help="the interpreter (virtualenv) the MCP server runs with (default: this one)")
+    parser.add_argument("--profile-server", type=Path, default=None, metavar="FILE",
+                        help="run the server under pyinstrument and write its text profile to FILE")
     args = parser.parse_args(argv)
-    if args.clients < 1 or args.calls < 1 or args.soak < 0 or args.soak_clients < 1 or args.session_calls < 1:
+    try:
+        worker_counts = [int(w) for w in args.workers.split(",")]
+    except ValueError:
+        parser.error("--workers takes counts separated by commas, e.g. 1,2")
+    if (args.clients < 1 or args.calls < 1 or args.soak < 0 or args.soak_clients < 1 or args.session_calls < 1
+            or any(w < 1 for w in worker_counts)):
         parser.error("sizes must be positive")
-    print(f"# crm-mcp HTTP load benchmark\n\n{machine_line()}\n", flush=True)
-    result = run_benchmark(
-        clients=args.clients, calls=args.calls, soak=args.soak, soak_clients=args.soak_clients,
-        session_calls=args.session_calls, sample_every=args.sample_every, mode=args.mode,
-        call_timeout=args.call_timeout, sandbox_inprocess=args.sandbox_inprocess, log_level=args.log_level,
-        deadline=args.deadline,
-    )
-    print(report(result, args.mode))
-    return 0 if result.ok else 1
+    print(f"# crm-mcp HTTP load benchmark\n\n{machine_line()}, load average {os.getloadavg()[0]:.2f}\n",
+          flush=True)
+    results = []
+    for no, workers in enumerate(worker_counts):
+        result = run_benchmark(
+            clients=args.clients, calls=args.calls, soak=args.soak if no == 0 else 0, soak_clients=args.soak_clients,
+            session_calls=args.session_calls, sample_every=args.sample_every, mode=args.mode,
+            call_timeout=args.call_timeout, sandbox_inprocess=args.sandbox_inprocess, log_level=args.log_level,
+            deadline=args.deadline, workers=workers, code=args.code, profile=args.profile_server,
+            python=args.server_python,
+        )
+        print(f"# {workers} worker{'s' if workers > 1 else ''}\n\n{report(result, args.mode)}\n", flush=True)
+        results.append(result)
+    print(f"## CPU per call (load phase, same mix)\n\n{cpu_table(results)}\n\nload average {os.getloadavg()[0]:.2f}")
+    return 0 if all(r.ok for r in results) else 1
 
 
 if __name__ == "__main__":

@@ -110,9 +110,11 @@ def _table(resource_name: str, rows: list[dict[str, Any]], asked: list[str] | No
     for column in candidates:
         if column == "company_name" and "company_id" in header:
             continue  # the company_id cells carry the name
+        if full and column not in always:  # decided before its cells are written (the costly part)
+            continue
         cells = cells_of(column)
         reserved.pop(column, None)
-        if not any(cells) or (full and column not in always):
+        if not any(cells):
             continue
         cost, room = cost_of(cells), ROW_TOKENS - spent - sum(reserved.values())
         for limit in columns.SHORTER if asked is None and column in columns.SHORTENABLE else ():
