@@ -22,6 +22,7 @@ from mcp.client import Client
 from mcp_support import CUSTOM_SCHEMA, SEED_IDS, text_of
 from pydantic import ValidationError
 
+from crm_mcp.client import tls_context
 from crm_mcp.config import Settings
 from crm_mcp.operations import Operation, operation
 from crm_mcp.render import FRAME
@@ -315,7 +316,7 @@ class RecordingTransport(httpx2.AsyncBaseTransport):
     """Sends over real HTTP and records every request exactly as it went out."""
 
     def __init__(self) -> None:
-        self.inner = httpx2.AsyncHTTPTransport()
+        self.inner = httpx2.AsyncHTTPTransport(verify=tls_context())
         self.requests: list[httpx2.Request] = []
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
