@@ -112,7 +112,7 @@ def tools() -> tuple[Tool, ...]:
 
 
 # The attacks run with per-call consumer switching on (`settings_for`), its arguments the riskiest
-# (they choose the tenant); off, the default, refuses them outright (tests/test_schemas.py).
+# (they choose the tenant); off, the default, refuses them outright (tests/registry/test_schemas.py).
 def full_schema(op: Operation) -> dict[str, Any]:
     """The argument model's own JSON schema (with types, bounds, $defs): what validation enforces."""
     return args_model(op, True).model_json_schema(by_alias=True)

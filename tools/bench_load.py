@@ -23,7 +23,7 @@ shared consumer). Everything listens on 127.0.0.1 only, on free ports.
 
 Exit status 0 when there were no errors and the memory stayed flat, 1 otherwise. Every call has a
 timeout (`--call-timeout`), every phase a deadline; the child processes are stopped on exit.
-`run_benchmark(...)` is the core, used by tests/test_load.py at a reduced size.
+`run_benchmark(...)` is the core, used by tests/integration/test_load.py at a reduced size.
 """
 
 from __future__ import annotations
