@@ -3,7 +3,7 @@
 #   docker run -p 8000:8000 -e CRM_MCP_HTTP_TOKEN=<secret> -e APIDECK_API_KEY=... unified-crm-mcp
 # Clients send `Authorization: Bearer <secret>` to http://<host>:8000/mcp; without APIDECK_API_KEY
 # the server runs the embedded sandbox CRM. The install and start steps are exercised by
-# tests/test_container.py (in a fresh venv as a non-root user).
+# tests/packaging/test_container.py (in a fresh venv as a non-root user).
 
 # Build stage: the package and its dependencies in a virtualenv; the sources and the build
 # tools stay here.

@@ -15,6 +15,7 @@ import httpx2
 import uvicorn
 from sandbox.contract import OpenAPIRequest, in_contract, openapi
 
+from crm_mcp.client import tls_context
 from crm_mcp.config import Settings
 from crm_mcp.sandbox.server import SandboxServer
 
@@ -37,7 +38,7 @@ class ContractCheckingTransport(httpx2.AsyncBaseTransport):
     test sees what the API would answer)."""
 
     def __init__(self) -> None:
-        self.inner = httpx2.AsyncHTTPTransport()
+        self.inner = httpx2.AsyncHTTPTransport(verify=tls_context())
         self.requests: list[httpx2.Request] = []
         self.violations: list[str] = []
 

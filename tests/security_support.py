@@ -24,6 +24,7 @@ from mcp_support import CUSTOM_SCHEMA, SEED_IDS, text_of
 from pydantic import ValidationError
 
 import crm_mcp
+from crm_mcp.client import tls_context
 from crm_mcp.config import Settings
 from crm_mcp.operations import Operation, operation
 from crm_mcp.render import FRAME
@@ -122,7 +123,7 @@ def tools() -> tuple[Tool, ...]:
 
 
 # The attacks run with per-call consumer switching on (`settings_for`), its arguments the riskiest
-# (they choose the tenant); off, the default, refuses them outright (tests/test_schemas.py).
+# (they choose the tenant); off, the default, refuses them outright (tests/registry/test_schemas.py).
 def full_schema(op: Operation) -> dict[str, Any]:
     """The argument model's own JSON schema (with types, bounds, $defs): what validation enforces."""
     return args_model(op, True).model_json_schema(by_alias=True)
@@ -326,7 +327,7 @@ class RecordingTransport(httpx2.AsyncBaseTransport):
     """Sends over real HTTP and records every request exactly as it went out."""
 
     def __init__(self) -> None:
-        self.inner = httpx2.AsyncHTTPTransport()
+        self.inner = httpx2.AsyncHTTPTransport(verify=tls_context())
         self.requests: list[httpx2.Request] = []
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:

@@ -43,7 +43,7 @@ Over stdio, the same profiler wraps the server a client starts:
 
 Exit status 0 when there were no errors and the memory stayed flat, 1 otherwise. Every call has a
 timeout (`--call-timeout`), every phase a deadline; the child processes are stopped on exit.
-`run_benchmark(...)` is the core, used by tests/test_load.py at a reduced size.
+`run_benchmark(...)` is the core, used by tests/integration/test_load.py at a reduced size.
 """
 
 from __future__ import annotations

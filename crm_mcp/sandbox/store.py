@@ -5,9 +5,10 @@ custom object schema of a custom object ('' otherwise), `seq` the insertion orde
 `k_<field>` column per sortable field holds that record's sort key (see `query.sort_keys`), so
 that keyset pages are index range scans. A consumer's seed copy is written the first time the
 consumer is seen (`consumers` remembers who has been seeded), dated relative to that moment (or
-to the pinned `now`); at most `max_consumers` consumers get one (about 1.3 MB each), a further
-consumer is refused with a 402 in the contract's error shape. A new database file is created
-readable and writable by its owner only.
+to the pinned `now`), as one bulk insert of rows prepared once per seed shift; at most
+`max_consumers` consumers get one (about 1.3 MB each), a further consumer is refused with a 402
+in the contract's error shape. A new database file is created readable and writable by its owner
+only.
 
 One connection guarded by a lock; every write commits before it returns, so an acknowledged
 write survives a restart.
@@ -81,7 +82,7 @@ class Store:
         self.seeds = seed
         self.now = now
         self.max_consumers = max_consumers
-        self._seed_cache: tuple[timedelta, dict[str, list[Record]]] | None = None
+        self._seed_cache: tuple[timedelta, list[tuple[Any, ...]]] | None = None
         self._lock = threading.RLock()
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
         self._known: set[str] = set()
@@ -141,13 +142,22 @@ class Store:
 
     # ------------------------------------------------------------------ consumers and seed
 
-    def _seed(self) -> dict[str, list[Record]]:
+    def _seed_rows(self) -> list[tuple[Any, ...]]:
+        """The demo CRM as ready-made rows (resource, object_id, id, sort keys..., data), built once
+        per seed shift: seeding a consumer is then one bulk insert of the same records."""
         from crm_mcp.sandbox.seed import build_seed, seed_shift
 
         now = self.now or datetime.now(UTC)
         shift = seed_shift(now)
         if self._seed_cache is None or self._seed_cache[0] != shift:
-            self._seed_cache = (shift, build_seed(now))
+            rows = []
+            for resource, records in build_seed(now).items():
+                for record in records:
+                    record = dict(record)
+                    object_id = str(record.pop("object_id", "") or "")
+                    keys = sort_keys(record).values()
+                    rows.append((resource, object_id, record["id"], *keys, json.dumps(record)))
+            self._seed_cache = (shift, rows)
         return self._seed_cache[1]
 
     def knows(self, consumer: str) -> bool:
@@ -168,17 +178,13 @@ class Store:
                     (seeded,) = self._conn.execute("SELECT COUNT(*) FROM consumers WHERE seeded = 1").fetchone()
                     if seeded >= self.max_consumers:
                         raise consumer_limit_error(self.max_consumers)
-                seed = self._seed() if self.seeds else {}
+                rows = self._seed_rows() if self.seeds else []
                 try:
                     with self._transaction():
                         self._conn.execute(
-                            "INSERT INTO consumers (consumer, seeded) VALUES (?, ?)", (consumer, int(bool(seed)))
+                            "INSERT INTO consumers (consumer, seeded) VALUES (?, ?)", (consumer, int(bool(rows)))
                         )
-                        for resource, records in seed.items():
-                            for record in records:
-                                record = dict(record)
-                                object_id = str(record.pop("object_id", "") or "")
-                                self._insert(consumer, resource, object_id, record)
+                        self._insert_rows(consumer, rows)
                 except sqlite3.IntegrityError:
                     pass  # another process sharing the database file seeded this consumer first
             self._known.add(consumer)
@@ -186,14 +192,20 @@ class Store:
     # ------------------------------------------------------------------ records
 
     def _insert(self, consumer: str, resource: str, object_id: str, record: Record) -> None:
-        self._seq += 1
-        keys = sort_keys(record)
-        columns = ", ".join(f"k_{f}" for f in keys)
-        marks = ", ".join("?" for _ in keys)
-        self._conn.execute(
+        row = (resource, object_id, record["id"], *sort_keys(record).values(), json.dumps(record))
+        self._insert_rows(consumer, [row])
+
+    def _insert_rows(self, consumer: str, rows: list[tuple[Any, ...]]) -> None:
+        """Insert rows (resource, object_id, id, sort keys in `sort_columns()` order, data), each
+        with the next `seq`."""
+        columns = ", ".join(f"k_{f}" for f in sort_columns())
+        marks = ", ".join("?" for _ in sort_columns())
+        first = self._seq + 1
+        self._seq += len(rows)
+        self._conn.executemany(
             f"INSERT INTO records (consumer, resource, object_id, id, seq, {columns}, data) "
             f"VALUES (?, ?, ?, ?, ?, {marks}, ?)",
-            [consumer, resource, object_id, record["id"], self._seq, *keys.values(), json.dumps(record)],
+            ((consumer, *row[:3], seq, *row[3:]) for seq, row in enumerate(rows, first)),
         )
 
     def insert(self, consumer: str, resource: str, object_id: str, record: Record) -> bool:

@@ -31,6 +31,10 @@ from crm_mcp.http import build_http_app
 from crm_mcp.http_limits import uvicorn_options
 from crm_mcp.server import build_server
 
+# These tests wait out real timeouts (seconds each): slow, so CI runs them with no other worker
+# competing with their deadlines.
+pytestmark = pytest.mark.slow
+
 TOKEN = "tok_5b1e0c9d7a2f4e8b9c3d6a1f0e7b2c4d"  # 36 characters
 HEAD_SECONDS = 1.0
 BODY_SECONDS = 1.0

@@ -11,7 +11,7 @@ from types import ModuleType
 import anyio
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "tools" / "bench_agent.py"
+BENCH = Path(__file__).resolve().parents[2] / "tools" / "bench_agent.py"
 
 
 def bench() -> ModuleType:

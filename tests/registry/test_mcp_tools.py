@@ -67,7 +67,7 @@ async def test_fifty_tools_with_valid_schemas_and_true_annotations(client: Clien
         assert tool.output_schema is not None
         jsonschema.Draft202012Validator.check_schema(tool.output_schema)
         if tool.name not in by_op:
-            continue  # workflow tools: see tests/test_workflows.py
+            continue  # workflow tools: see tests/registry/test_workflows.py
         hints = effective_hints(tool.annotations)
         for key, value in EXPECTED_HINTS[by_op[tool.name].action].items():
             assert hints[key] == value, (tool.name, key)
@@ -77,7 +77,7 @@ async def test_fifty_tools_with_valid_schemas_and_true_annotations(client: Clien
     assert "id" not in props and "created_at" not in props and "updated_by" not in props
     for field in ("first_name", "last_name", "emails", "phone_numbers", "addresses", "company_id", "tags"):
         assert field in props
-    assert not {"consumer_id", "service_id"} & set(props)  # off by default: tests/test_schemas.py
+    assert not {"consumer_id", "service_id"} & set(props)  # off by default: tests/registry/test_schemas.py
 
 
 async def test_tools_list_is_stable(client: Client) -> None:

@@ -195,7 +195,7 @@ async def test_a_custom_field_takes_numbers_booleans_and_lists(sandbox_server: A
             assert type(stored["custom_fields"][0]["value"]) is type(value)
 
 
-AJV_MODULES = Path(__file__).resolve().parent.parent / ".ci" / "ajv" / "node_modules"
+AJV_MODULES = Path(__file__).resolve().parents[2] / ".ci" / "ajv" / "node_modules"
 # Compiles every schema as a strict client does: strictTypes wants `type` beside `properties` and
 # `items`, strictRequired wants required names among the properties, and unknown keywords or
 # formats are errors.

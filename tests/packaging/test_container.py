@@ -31,7 +31,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 SERVER_JSON = json.loads((ROOT / "server.json").read_text(encoding="utf-8"))
 VERSION = SERVER_JSON["version"]

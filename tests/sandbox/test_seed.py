@@ -18,7 +18,7 @@ from openapi_schema_validator import OAS30Validator, oas30_format_checker
 from crm_mcp.sandbox.seed import ANCHORS, BASE_TIME, RESOURCES, build_seed
 
 _SPEC_CANDIDATES = (
-    Path(__file__).resolve().parents[1] / "crm_mcp" / "spec" / "apideck-crm-openapi.yml",
+    Path(__file__).resolve().parents[2] / "crm_mcp" / "spec" / "apideck-crm-openapi.yml",
     Path("/work/shared/spec/apideck-crm-openapi.yml"),
 )
 SCHEMA_OF = {

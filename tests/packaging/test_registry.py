@@ -1,5 +1,5 @@
 """server.json, the MCP Registry entry: valid against the registry's schema (2025-12-11, vendored in
-tests/registry/), consistent with pyproject.toml, the README and the variables the server reads."""
+tests/packaging/), consistent with pyproject.toml, the README and the variables the server reads."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SERVER_NAME = "io.github.crm-mcp/unified-crm-mcp"
 SCHEMA_URL = "https://static.modelcontextprotocol.io/schemas/2025-12-11/server.schema.json"
 
@@ -33,7 +33,7 @@ def _pypi_package(server_json: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_server_json_is_valid_against_the_registry_schema(server_json: dict[str, Any]) -> None:
-    schema = json.loads((ROOT / "tests" / "registry" / "server.schema.json").read_text(encoding="utf-8"))
+    schema = json.loads((ROOT / "tests" / "packaging" / "server.schema.json").read_text(encoding="utf-8"))
     assert schema["$id"] == SCHEMA_URL
     validator_class = jsonschema.validators.validator_for(schema)
     validator_class.check_schema(schema)
@@ -45,7 +45,7 @@ def test_server_json_is_valid_against_the_registry_schema(server_json: dict[str,
 
 def test_the_schema_check_catches_what_the_registry_rejects(server_json: dict[str, Any]) -> None:
     """The vendored schema really constrains server.json: the usual mistakes are errors."""
-    schema = json.loads((ROOT / "tests" / "registry" / "server.schema.json").read_text(encoding="utf-8"))
+    schema = json.loads((ROOT / "tests" / "packaging" / "server.schema.json").read_text(encoding="utf-8"))
     validator = jsonschema.Draft7Validator(schema)
     broken = json.loads(json.dumps(server_json))
     broken["packages"][0]["version"] = "latest"

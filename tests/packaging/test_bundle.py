@@ -28,7 +28,7 @@ from mcp.client.stdio import StdioServerParameters
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
 BUNDLE_NAME = f"unified-crm-mcp-{VERSION}.mcpb"
 BUNDLE_URL = f"https://github.com/crm-mcp/unified-crm-mcp/releases/download/v{VERSION}/{BUNDLE_NAME}"

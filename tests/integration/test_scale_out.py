@@ -29,7 +29,7 @@ from crm_mcp.sandbox.server import SandboxServer
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
 START_TIMEOUT = 30.0
 CALL_TIMEOUT = 30.0

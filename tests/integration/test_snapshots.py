@@ -4,7 +4,7 @@ structured content) of a fixed set of calls on the seed data, through a real MCP
 A refactor must leave these unchanged. A change that is meant (a new hint, a schema rule, a seed
 date) is accepted by regenerating the files and reviewing their diff:
 
-    CRM_MCP_UPDATE_SNAPSHOTS=1 python -m pytest tests/test_snapshots.py
+    CRM_MCP_UPDATE_SNAPSHOTS=1 python -m pytest tests/integration/test_snapshots.py
 """
 
 from __future__ import annotations

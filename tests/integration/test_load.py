@@ -12,7 +12,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-BENCH = Path(__file__).resolve().parent.parent / "tools" / "bench_load.py"
+BENCH = Path(__file__).resolve().parents[2] / "tools" / "bench_load.py"
 
 
 def load_bench() -> ModuleType:

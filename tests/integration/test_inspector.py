@@ -24,7 +24,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 INSTALL_COMMAND = "npm install --prefix .ci/inspector @modelcontextprotocol/inspector@0.15.0"
 SERVER_ENV = {
     **{k: v for k, v in os.environ.items() if not k.startswith("APIDECK_")},

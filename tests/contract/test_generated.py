@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from crm_mcp.operations import OPERATIONS, RESOURCES, model, operation, spec_path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 
 Targets (o200k tokens of `text` + compact JSON of `structured`, against the compact JSON of the raw
 API body): a page of 20 seed contacts <= 1/5, of 100 <= 1/6, one contact <= 1/3. Run
-`pytest tests/test_render.py -s -k measure` to see the measured ratios.
+`pytest tests/rendering/test_render.py -s -k measure` to see the measured ratios.
 """
 
 from __future__ import annotations
