@@ -100,6 +100,12 @@ def amount(cell: str) -> float:
     return float(number.group(0).replace(",", ""))
 
 
+def id_and_name(cell: str) -> tuple[str, str | None]:
+    """'usr_02 (Marcus Reid)' -> ('usr_02', 'Marcus Reid'): an id with the name the server put beside it."""
+    match = re.fullmatch(r"(\S+)(?: \((.*)\))?", cell.strip())
+    return (match.group(1), match.group(2)) if match else (cell, None)
+
+
 def ids(text: str, prefix: str) -> list[str]:
     """The record ids of one kind a text names, in order, once each (e.g. prefix "con")."""
     return list(dict.fromkeys(re.findall(rf"\b{prefix}_\w+", text)))
@@ -282,8 +288,10 @@ async def thirty_days(agent: Agent, truth: Truth) -> Check:
 @task("owner of an account", "Who owns the Acme Corporation account?")
 async def account_owner(agent: Agent, truth: Truth) -> Check:
     card = fields(await agent.call("get_company", {"id": "com_001"}, words="get company"))
-    user = fields(await agent.call("get_user", {"id": card["owner_id"]}, words="get user"))
-    answer = " ".join(filter(None, (user.get("first_name"), user.get("last_name")))) or user.get("name")
+    owner_id, answer = id_and_name(card["owner_id"])
+    if answer is None:  # no name beside the id: look the user up
+        user = fields(await agent.call("get_user", {"id": owner_id}, words="get user"))
+        answer = " ".join(filter(None, (user.get("first_name"), user.get("last_name")))) or user.get("name")
     company = truth.get("companies", "com_001") or {}
     return answer, name_of(truth.get("users", company.get("owner_id", "")) or {})
 
@@ -368,7 +376,8 @@ async def move_deal(agent: Agent, truth: Truth) -> Check:
     deal = first((r["id"] for r in found), "deal")
     card = fields(await agent.call("get_opportunity", {"id": deal, "fields": ["pipeline_id"]}, words="get deal"))
     pipelines = rows(await agent.call("list_pipelines", {}, words="pipeline stages"))
-    stages = first((r["stages"] for r in pipelines if r["id"] == card.get("pipeline_id")), "the deal's pipeline")
+    pipeline_id, _ = id_and_name(card.get("pipeline_id", ""))
+    stages = first((r["stages"] for r in pipelines if r["id"] == pipeline_id), "the deal's pipeline")
     stage_id = first(re.findall(r"(?:^|; )Negotiation \((stg_\w+)\)", stages), "Negotiation stage")
     await agent.call("update_opportunity", {"id": deal, "pipeline_stage_id": stage_id}, words="change deal stage")
     after = truth.get("opportunities", deal) or {}
