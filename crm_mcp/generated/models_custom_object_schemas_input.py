@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from crm_mcp.generated.models_shared_input import PassThroughBodyInput
+from crm_mcp.text_values import TextValue
 
 
 class CustomObjectSchemaFieldInput(BaseModel):
@@ -18,7 +19,7 @@ class CustomObjectSchemaFieldInput(BaseModel):
     type: Literal['string', 'number', 'integer', 'boolean', 'date', 'datetime', 'currency', 'email', 'phone', 'reference', 'select', 'multiselect'] | None = Field(None)
     required: bool | None = Field(None)
     options: list[CustomObjectSchemaFieldOptionInput] | None = Field(None, description='Options for select and multiselect types')
-    default_value: str | None = Field(None, description='Default value for the field')
+    default_value: TextValue | None = Field(None, description='Default value for the field')
 
 
 class CustomObjectSchemaFieldOptionInput(BaseModel):

@@ -7,13 +7,14 @@ from __future__ import annotations
 from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from crm_mcp.generated.models_shared_input import PassThroughBodyInput
+from crm_mcp.text_values import TextValue
 
 
 class CustomObjectFieldInput(BaseModel):
     model_config = ConfigDict(extra='forbid', populate_by_name=True, strict=True, defer_build=True)
 
     name: str | None = Field(None)
-    value: str | None = Field(None)
+    value: TextValue | None = Field(None)
 
 
 class CustomObjectInput(BaseModel):

@@ -195,6 +195,29 @@ async def test_a_custom_field_takes_numbers_booleans_and_lists(sandbox_server: A
             assert type(stored["custom_fields"][0]["value"]) is type(value)
 
 
+async def test_a_custom_objects_text_values_take_numbers_and_booleans(sandbox_server: Any) -> None:
+    """The contract stores a custom object's values as text: a number or boolean an agent gives is
+    converted to that text (budget 45000 -> "45000"), not refused; a schema's default value too."""
+    settings = sandbox_settings(sandbox_server)
+    async with Client(build_server(settings)) as client:
+        created = await client.call_tool("create_custom_object", {
+            "object_id": "cos_projects", "name": "Typed project",
+            "fields": [{"name": "company_id", "value": "com_001"}, {"name": "status", "value": "planned"},
+                       {"name": "budget", "value": 45000}],
+        })
+        assert not created.is_error, text_of(created)
+        schema = await client.call_tool("create_custom_object_schema", {
+            "name": "Flagged", "fields": [{"id": "vip", "name": "vip", "type": "boolean", "default_value": True}],
+        })
+        assert not schema.is_error, text_of(schema)
+    project = sandbox_server.store.get(settings.consumer_id, "custom_objects", "cos_projects",
+                                       created.structured_content["id"])
+    assert {f["name"]: f["value"] for f in project["fields"]}["budget"] == "45000"
+    flagged = sandbox_server.store.get(settings.consumer_id, "custom_object_schemas", "",
+                                       schema.structured_content["id"])
+    assert flagged["fields"][0]["default_value"] == "true"
+
+
 AJV_MODULES = Path(__file__).resolve().parents[2] / ".ci" / "ajv" / "node_modules"
 # Compiles every schema as a strict client does: strictTypes wants `type` beside `properties` and
 # `items`, strictRequired wants required names among the properties, and unknown keywords or
