@@ -27,7 +27,8 @@ from crm_mcp.tools import operation_tools, registry
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
-READ_TOOLS = {t.name for t in operation_tools() if t.kind in ("list", "get")} | {"search_crm", "get_account_overview"}
+READ_TOOLS = ({t.name for t in operation_tools() if t.kind in ("list", "get")}
+              | {"search_crm", "get_account_overview", "list_changes", "crm_changes"})
 
 
 def challenge(response: httpx2.Response) -> dict[str, str]:
@@ -117,7 +118,7 @@ async def test_discovery_mode_finds_and_describes_only_the_tools_the_token_allow
             all_contacts = text_of(await client.call_tool("find_tools", {"resource": "contacts"}))
             allowed = await client.call_tool("describe_tool", {"name": "delete_contact"})
     assert indexed(index) == READ_TOOLS  # every tool crm:read allows, and nothing else
-    readable = {"list_contacts", "get_contact", "search_crm", "get_account_overview"}
+    readable = {"list_contacts", "get_contact", "search_crm", "get_account_overview", "crm_changes"}
     assert set(re.findall(r"^(\w+):", contacts, re.M)) == readable
     assert "delete_" not in removal and "update_" not in removal and "create_" not in removal
     assert refused.is_error and text_of(refused) == (

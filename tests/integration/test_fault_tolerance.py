@@ -139,7 +139,10 @@ async def test_a_create_whose_answer_cannot_be_read_is_reported_as_maybe_applied
         handler.reply(201, answer)
 
     with loopback_upstream(created) as upstream:
-        settings = Settings(api_key="k", app_id="a", consumer_id="c", base_url=f"http://127.0.0.1:{upstream.server_port}")
+        # a consumer of its own: the journal's retry window (shared by the session's servers) would
+        # otherwise answer the next case's identical create with "check whether the first was applied"
+        settings = Settings(api_key="k", app_id="a", consumer_id=f"c-{uuid.uuid4().hex[:8]}",
+                            base_url=f"http://127.0.0.1:{upstream.server_port}")
         async with Client(build_server(settings)) as client:
             result = await client.call_tool("create_note", {"title": "Once", "content": "x"})
     text = text_of(result)
