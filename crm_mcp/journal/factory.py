@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import hmac
+import shutil
+import tempfile
 from datetime import timedelta
+from pathlib import Path
 
 from crm_mcp.config import ConfigError, Settings
 from crm_mcp.journal.store import JournalStore, Scope
@@ -39,4 +43,11 @@ def store_from_settings(settings: Settings) -> JournalStore:
         return PostgresJournal(settings.journal_database_url, retention=retention)
     from crm_mcp.journal.sqlite import SqliteJournal, default_journal_path
 
-    return SqliteJournal(settings.journal_path or default_journal_path(), retention=retention)
+    path = settings.journal_path or default_journal_path()
+    if settings.sandbox and settings.sandbox_db == ":memory:" and not settings.journal_path:
+        # The sandbox keeps nothing, so neither does its journal: one that outlived the records it
+        # names would answer a repeated create with a record of a CRM that no longer exists.
+        folder = tempfile.mkdtemp(prefix="crm-mcp-journal-")  # readable by its owner only
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        path = Path(folder) / "journal.db"
+    return SqliteJournal(path, retention=retention)

@@ -140,3 +140,25 @@ def test_postgresql_without_its_driver_is_a_configuration_error(
     assert main(["journal", "purge"]) == 2
     err = capsys.readouterr().err
     assert "the PostgreSQL driver is not installed" in err and "hunter22" not in err
+
+
+@pytest.mark.slow
+def test_an_in_memory_sandbox_keeps_no_journal_across_runs(tmp_path: Path) -> None:
+    """Two runs on an in-memory sandbox make the same create: each creates its note. A journal that
+    outlived the first sandbox would answer the second with a note of a CRM that is gone."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("APIDECK_", "CRM_MCP_"))},
+           "CRM_MCP_SANDBOX_DB": ":memory:", "XDG_DATA_HOME": str(tmp_path)}
+    made = []
+    for _ in range(2):
+        run = subprocess.run([sys.executable, "-m", "crm_mcp", "call", "create_note",
+                              json.dumps({"title": "Same", "content": "twice"})],
+                             env=env, capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0 and run.stdout.startswith("Created note "), run.stdout + run.stderr
+        made.append(run.stdout.split()[2].rstrip("."))
+    assert made[0] != made[1]
+    assert not (tmp_path / "crm-mcp" / "journal.db").exists()  # nothing kept in the user data directory
