@@ -70,6 +70,7 @@ def trickle() -> Iterator[tuple[Trickle, str]]:
         yield answer, f"http://127.0.0.1:{server.server_port}"
 
 
+@pytest.mark.slow  # waits out real deadlines: run alone, with the timing-bound tests
 async def test_a_trickling_upstream_cannot_hold_a_call_past_its_deadline(trickle: tuple[Trickle, str]) -> None:
     """One byte every 0.2 s never trips a per-chunk read timeout of 1 s; the attempt's deadline
     (1 s) and the call's (2 s) still end the call."""
@@ -87,6 +88,7 @@ async def test_a_trickling_upstream_cannot_hold_a_call_past_its_deadline(trickle
     assert len(answer.gone) == 2  # each attempt's connection was closed at its deadline
 
 
+@pytest.mark.slow  # waits out real deadlines: run alone, with the timing-bound tests
 async def test_an_unreadable_create_after_the_deadline_is_uncertain(trickle: tuple[Trickle, str]) -> None:
     _, base_url = trickle
     async with ApideckClient(KEY, APP, CONSUMER, base_url=base_url, read_timeout=0.8) as client:
@@ -95,6 +97,7 @@ async def test_an_unreadable_create_after_the_deadline_is_uncertain(trickle: tup
     assert info.value.attempts == 1 and "no complete answer within 0.8 s" in str(info.value)
 
 
+@pytest.mark.slow  # waits out real deadlines: run alone, with the timing-bound tests
 async def test_a_caller_that_goes_away_closes_the_upstream_request(trickle: tuple[Trickle, str]) -> None:
     answer, base_url = trickle
     async with ApideckClient(KEY, APP, CONSUMER, base_url=base_url) as client:
@@ -109,6 +112,7 @@ async def test_a_caller_that_goes_away_closes_the_upstream_request(trickle: tupl
     assert answer.gone and answer.gone[0] - cancelled_at < 1.0
 
 
+@pytest.mark.slow  # waits out real deadlines: run alone, with the timing-bound tests
 async def test_slow_upstream_reads_do_not_starve_an_unrelated_call(trickle: tuple[Trickle, str]) -> None:
     """32 calls stuck on a slow upstream; a quick call to another endpoint still answers at once
     (no wait for a free connection, no pool timeout)."""

@@ -49,6 +49,7 @@ def test_slow(sandbox_client: httpx2.Client, faults: FaultPlan) -> None:
     assert time.perf_counter() - started < 0.3
 
 
+@pytest.mark.slow  # waits out real deadlines: run alone, with the timing-bound tests
 def test_slow_answer_to_a_client_that_gave_up(sandbox_client: httpx2.Client, faults: FaultPlan) -> None:
     faults.slow(1.0, methods={"POST"})
     with pytest.raises(httpx2.ReadTimeout):

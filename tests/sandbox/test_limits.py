@@ -109,6 +109,7 @@ def test_the_sandbox_command_refuses_a_non_loopback_host(capsys: pytest.CaptureF
     assert "--allow-remote" in error
 
 
+@pytest.mark.slow  # a subprocess that binds every address
 def test_allow_remote_serves_on_every_address(tmp_path: Path) -> None:
     with SandboxServer(db=":memory:") as probe:  # a free port
         port = probe.port
