@@ -31,7 +31,7 @@ import time
 from collections import deque
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, Unpack
 
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -41,6 +41,17 @@ from crm_mcp.sandbox.errors import RATE_LIMIT, SERVER_ERROR, error_body
 __all__ = ["DroppedConnection", "Fault", "FaultMiddleware", "FaultPlan", "SeenRequest", "quiet_dropped_connections"]
 
 FaultKind = Literal["status", "slow", "drop_before", "drop_after"]
+
+
+class When(TypedDict, total=False):
+    """Which requests a fault fires on, and how often (the keyword arguments of every `FaultPlan`
+    method that switches a fault on)."""
+
+    times: int | None  # the next `times` matching requests (default 1); None: no limit, needs a probability
+    probability: float | None  # fire with this probability, drawn from the fault's own RNG
+    seed: int  # that RNG's seed (default 0)
+    methods: Collection[str] | None  # e.g. {"GET"}; None: any method
+    path: str | None  # an fnmatch pattern such as "/crm/contacts*"; None: any path
 
 
 class DroppedConnection(Exception):
@@ -97,93 +108,46 @@ class FaultPlan:
 
     # ------------------------------------------------------------------ switching faults on
 
-    def add(self, fault: Fault) -> Fault:
+    def _add(self, kind: FaultKind, when: When, **extra: Any) -> Fault:
+        times = when.get("times", 1)
+        probability = when.get("probability")
+        if times is None and probability is None:
+            raise ValueError("a fault with times=None needs a probability, or it would never stop")
+        methods = when.get("methods")
+        fault = Fault(
+            kind,
+            times=times,
+            probability=probability,
+            seed=when.get("seed", 0),
+            methods=frozenset(m.upper() for m in methods) if methods is not None else None,
+            path=when.get("path"),
+            **extra,
+        )
         with self._lock:
             self._faults.append(fault)
         return fault
 
-    def _add(
-        self,
-        kind: FaultKind,
-        times: int | None,
-        probability: float | None,
-        seed: int,
-        methods: Collection[str] | None,
-        path: str | None,
-        **extra: Any,
-    ) -> Fault:
-        if times is None and probability is None:
-            raise ValueError("a fault with times=None needs a probability, or it would never stop")
-        chosen = frozenset(m.upper() for m in methods) if methods is not None else None
-        fault = Fault(kind, times=times, probability=probability, seed=seed, methods=chosen, path=path, **extra)
-        return self.add(fault)
-
-    def fail(
-        self,
-        status: int = 503,
-        *,
-        times: int | None = 1,
-        probability: float | None = None,
-        seed: int = 0,
-        methods: Collection[str] | None = None,
-        path: str | None = None,
-        retry_after: float | None = None,
-    ) -> Fault:
+    def fail(self, status: int = 503, *, retry_after: float | None = None, **when: Unpack[When]) -> Fault:
         """Answer `status` (e.g. 500, 502, 503) with the contract's error body, without applying."""
-        return self._add("status", times, probability, seed, methods, path, status=status, retry_after=retry_after)
+        return self._add("status", when, status=status, retry_after=retry_after)
 
-    def rate_limit(
-        self,
-        *,
-        retry_after: float = 1,
-        times: int | None = 1,
-        probability: float | None = None,
-        seed: int = 0,
-        methods: Collection[str] | None = None,
-        path: str | None = None,
-    ) -> Fault:
+    def rate_limit(self, *, retry_after: float = 1, **when: Unpack[When]) -> Fault:
         """Answer 429 with a `Retry-After` header, without applying."""
-        return self.fail(
-            429, times=times, probability=probability, seed=seed, methods=methods, path=path, retry_after=retry_after
-        )
+        return self.fail(429, retry_after=retry_after, **when)
 
-    def slow(
-        self,
-        delay: float,
-        *,
-        times: int | None = 1,
-        probability: float | None = None,
-        seed: int = 0,
-        methods: Collection[str] | None = None,
-        path: str | None = None,
-    ) -> Fault:
+    def slow(self, delay: float, **when: Unpack[When]) -> Fault:
         """Sleep `delay` seconds, then answer normally."""
-        return self._add("slow", times, probability, seed, methods, path, delay=delay)
+        return self._add("slow", when, delay=delay)
 
-    def drop(
-        self,
-        *,
-        after_apply: bool = False,
-        times: int | None = 1,
-        probability: float | None = None,
-        seed: int = 0,
-        methods: Collection[str] | None = None,
-        path: str | None = None,
-    ) -> Fault:
+    def drop(self, *, after_apply: bool = False, **when: Unpack[When]) -> Fault:
         """Close the connection mid-response: before applying the request (nothing written) or,
         with `after_apply`, after the request was applied and committed."""
-        return self._add("drop_after" if after_apply else "drop_before", times, probability, seed, methods, path)
+        return self._add("drop_after" if after_apply else "drop_before", when)
 
     def clear(self) -> None:
         """Switch every fault off (the request log stays)."""
         with self._lock:
             self._faults.clear()
-
-    def reset(self) -> None:
-        """Switch every fault off and forget the request log."""
-        with self._lock:
-            self._faults.clear()
-            self._seen.clear()
 
     # ------------------------------------------------------------------ the request log
 
