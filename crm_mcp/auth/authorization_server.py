@@ -59,17 +59,21 @@ class AuthorizationServer:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _get_json(self, url: str) -> dict[str, Any]:
+    async def _request_json(self, method: str, url: str, *, what: str, **options: Any) -> Any:
+        """The JSON body of the authorization server's 200 answer; `what` names the request in errors."""
         try:
-            response = await self._http.get(url, headers={"accept": "application/json"})
+            response = await self._http.request(method, url, headers={"accept": "application/json"}, **options)
         except httpx2.HTTPError as exc:
             raise AuthServerError(f"cannot reach {url}: {type(exc).__name__}") from None
         if response.status_code != 200:
-            raise AuthServerError(f"{url} answered HTTP {response.status_code}")
+            raise AuthServerError(f"{what} answered HTTP {response.status_code}")
         try:
-            body = response.json()
+            return response.json()
         except ValueError:
-            raise AuthServerError(f"{url} did not answer JSON") from None
+            raise AuthServerError(f"{what} did not answer JSON") from None
+
+    async def _get_json(self, url: str) -> dict[str, Any]:
+        body = await self._request_json("GET", url, what=url)
         if not isinstance(body, dict):
             raise AuthServerError(f"{url} did not answer a JSON object")
         return body
@@ -143,19 +147,11 @@ class AuthorizationServer:
         endpoint = (await self.metadata()).get("introspection_endpoint")
         if not isinstance(endpoint, str):
             raise AuthServerError("the authorization server's metadata has no introspection_endpoint")
-        try:
-            response = await self._http.post(
-                endpoint,
-                data={"token": token, "token_type_hint": "access_token"},
-                auth=(oauth.introspection_client_id, oauth.introspection_client_secret),
-                headers={"accept": "application/json"},
-            )
-        except httpx2.HTTPError as exc:
-            raise AuthServerError(f"cannot reach {endpoint}: {type(exc).__name__}") from None
-        if response.status_code != 200:
-            raise AuthServerError(f"introspection at {endpoint} answered HTTP {response.status_code}")
-        try:
-            body = response.json()
-        except ValueError:
-            raise AuthServerError(f"introspection at {endpoint} did not answer JSON") from None
+        body = await self._request_json(
+            "POST",
+            endpoint,
+            what=f"introspection at {endpoint}",
+            data={"token": token, "token_type_hint": "access_token"},
+            auth=(oauth.introspection_client_id, oauth.introspection_client_secret),
+        )
         return body if isinstance(body, dict) else {"active": False}
