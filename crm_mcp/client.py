@@ -542,30 +542,32 @@ def _nested_deeper(value: Any, limit: int) -> bool:
     return True
 
 
+# What went wrong, by the exact class of the transport failure (others: "timed out", "network error").
+_FAILED_PHASE: dict[type[httpx2.TransportError], str] = {
+    httpx2.ConnectTimeout: "connecting timed out",
+    httpx2.ReadTimeout: "the answer timed out",
+    httpx2.WriteTimeout: "sending the request timed out",
+    httpx2.PoolTimeout: "no free connection in the pool in time",
+    httpx2.ConnectError: "connection failed",
+    httpx2.ReadError: "the connection broke while reading the answer",
+    httpx2.WriteError: "the connection broke while sending",
+    httpx2.RemoteProtocolError: "the server closed the connection without a complete answer",
+}
+
+
 def _transport_failure(exc: httpx2.TransportError, ctx: CallContext, secrets: tuple[str, ...]) -> _Attempt:
     detail = str(exc).strip() or type(exc).__name__
 
-    def text(phase: str) -> str:  # "the answer timed out", not "the answer timed out: timed out"
+    def text(otherwise: str) -> str:  # "the answer timed out", not "the answer timed out: timed out"
+        phase = _FAILED_PHASE.get(type(exc), otherwise)
         return phase if detail.lower().rstrip(".") in phase else f"{phase} ({detail.rstrip('.')})"
 
     if isinstance(exc, httpx2.TimeoutException):
-        phase = {
-            httpx2.ConnectTimeout: "connecting timed out",
-            httpx2.ReadTimeout: "the answer timed out",
-            httpx2.WriteTimeout: "sending the request timed out",
-            httpx2.PoolTimeout: "no free connection in the pool in time",
-        }.get(type(exc), "timed out")
-        error: CrmError = RequestTimeoutError(text(phase), context=ctx, secrets=secrets)
+        error: CrmError = RequestTimeoutError(text("timed out"), context=ctx, secrets=secrets)
     elif isinstance(exc, httpx2.UnsupportedProtocol):
         error = ConfigurationError(f"APIDECK_BASE_URL uses an unsupported protocol ({detail}).", context=ctx)
     else:
-        phase = {
-            httpx2.ConnectError: "connection failed",
-            httpx2.ReadError: "the connection broke while reading the answer",
-            httpx2.WriteError: "the connection broke while sending",
-            httpx2.RemoteProtocolError: "the server closed the connection without a complete answer",
-        }.get(type(exc), "network error")
-        error = NetworkError(text(phase), context=ctx, secrets=secrets)
+        error = NetworkError(text("network error"), context=ctx, secrets=secrets)
     if isinstance(exc, _FATAL_TRANSPORT):
         return _Attempt(error, retryable=False)
     return _Attempt(error, retryable=True, maybe_processed=not isinstance(exc, _NOT_SENT))
