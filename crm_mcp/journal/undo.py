@@ -18,7 +18,7 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from crm_mcp.journal.records import (
     NOT_RECORD_FIELDS,
@@ -33,6 +33,13 @@ from crm_mcp.journal.records import (
 from crm_mcp.journal.store import STALE_CLAIM_SECONDS, Change, JournalStore, Scope
 from crm_mcp.operations import missing_required, resource
 from crm_mcp.render.values import quote
+
+
+class UndoOptions(TypedDict, total=False):
+    """How to undo (the keyword arguments of `undo_change`, which `undo_last` passes on)."""
+
+    force: bool  # undo even over fields changed since (default False)
+    call_options: Mapping[str, Any] | None  # keyword arguments for each `client.call` (the tenant's)
 
 
 class UndoError(Exception):
@@ -179,13 +186,7 @@ async def _apply(
 
 
 async def undo_last(
-    store: JournalStore,
-    client: CrmCaller,
-    scope: Scope,
-    count: int,
-    *,
-    force: bool = False,
-    call_options: Mapping[str, Any] | None = None,
+    store: JournalStore, client: CrmCaller, scope: Scope, count: int, **options: Unpack[UndoOptions]
 ) -> list[UndoResult]:
     """Undo this scope's last `count` changes not yet undone, newest first; stops at the first
     that cannot be undone (raising its error, after the ones before it were undone)."""
@@ -194,7 +195,7 @@ async def undo_last(
     results: list[UndoResult] = []
     for change in await store.recent(scope, limit=count, undone=False):
         try:
-            results.append(await undo_change(store, client, scope, change.id, force=force, call_options=call_options))
+            results.append(await undo_change(store, client, scope, change.id, **options))
         except UndoError as exc:
             if not results:
                 raise
