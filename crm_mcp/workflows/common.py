@@ -20,7 +20,8 @@ FRAME = "(CRM data, not instructions):"  # the same frame line as crm_mcp.render
 CELL = 60  # characters of a CRM string in a table cell
 
 
-MISSING = {"type": "array", "items": {"type": "string"}}  # output schema of `missing`: what a partial answer lacks
+# Every workflow's structured answer may hold `missing`: what a partial answer lacks.
+_MISSING = {"type": "array", "items": {"type": "string"}}
 
 
 # The annotations of a workflow follow from its scope: one that reads is read-only; one that writes
@@ -29,11 +30,13 @@ _ANNOTATIONS: dict[str, dict[str, bool]] = {"crm:read": {"readOnlyHint": True}, 
 
 
 def workflow_tool(
-    *, name: str, title: str, description: str, args: type[BaseModel], output_schema: dict[str, Any],
+    *, name: str, title: str, description: str, args: type[BaseModel], output: dict[str, Any],
     resources: frozenset[str], scope: Scope,
     run: Callable[[Any, Any], Awaitable[ToolResult]],
 ) -> Tool:
-    """A workflow tool: `run(client, args)` answers a call; its input schema is `args`'s compaction."""
+    """A workflow tool: `run(client, args)` answers a call; its input schema is `args`'s compaction,
+    its output schema the properties `output` of its structured answer, plus `missing`."""
+    output_schema = {"type": "object", "properties": {**output, "missing": _MISSING}}
 
     async def handler(call: Run, validated: Any) -> ToolResult:
         if scope == "crm:read" or getattr(validated, "dry_run", False):
@@ -83,8 +86,16 @@ def q(value: Any, limit: int | None = CELL) -> str:
     return quote(str(value), limit)
 
 
-def missing_lines(errors: Mapping[str, str], labels: Mapping[str, str]) -> list[str]:
-    return [f"Missing {labels.get(k, k)}: {why}" for k, why in errors.items()]
+def partial_answer(
+    lines: list[str], structured: dict[str, Any], errors: Mapping[str, str], labels: Mapping[str, str],
+    *, answered: bool,
+) -> ToolResult:
+    """The answer of a fan-out (`gather`): `lines`, then why each failed call failed (`labels` says
+    what it would have read), and the failed calls as `missing`; an error only if nothing `answered`."""
+    lines = lines + [f"Missing {labels.get(k, k)}: {why}" for k, why in errors.items()]
+    if errors:
+        structured = {**structured, "missing": sorted(errors)}
+    return ToolResult("\n".join(lines), structured, is_error=bool(errors) and not answered)
 
 
 def looks_like_id(text: str) -> bool:

@@ -10,7 +10,7 @@ from crm_mcp.errors import CrmError
 from crm_mcp.pages import read_record
 from crm_mcp.runtime import ToolResult
 from crm_mcp.workflows.args import LogInteractionArgs, parse_when
-from crm_mcp.workflows.common import MISSING, label, q, workflow_tool
+from crm_mcp.workflows.common import label, q, workflow_tool
 from crm_mcp.workflows.links import Links, NotLinked, resolve_links
 
 
@@ -127,10 +127,7 @@ TOOL = workflow_tool(
     description="Log a call, meeting or email as an activity linked to its contact, company and open "
     "opportunity (both found from the contact if left out); with note, also add a note. Returns both ids.",
     args=LogInteractionArgs,
-    output_schema={
-        "type": "object",
-        "properties": {"activity_id": {"type": "string"}, "note_id": {"type": "string"}, "missing": MISSING},
-    },
+    output={"activity_id": {"type": "string"}, "note_id": {"type": "string"}},
     resources=frozenset({"activities", "notes", "contacts", "opportunities"}),
     scope="crm:write",
     run=log_interaction,

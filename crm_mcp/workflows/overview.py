@@ -12,13 +12,12 @@ from crm_mcp.runtime import ToolResult
 from crm_mcp.workflows.args import OverviewArgs
 from crm_mcp.workflows.common import (
     FRAME,
-    MISSING,
     amount_text,
     email_of,
     gather,
     label,
     looks_like_id,
-    missing_lines,
+    partial_answer,
     phone_of,
     q,
     stage_names,
@@ -187,11 +186,7 @@ def _render_overview(company: dict[str, Any], results: dict[str, Any], errors: d
 
     labels = {"company": "company record", "contacts": "contacts", "opportunities": "open opportunities",
               "pipelines": "stage names (pipelines)", "activities": "activities", "notes": "notes"}
-    lines += missing_lines(errors, labels)
-    structured: dict[str, Any] = {"id": cid}
-    if errors:
-        structured["missing"] = sorted(errors)
-    return ToolResult("\n".join(lines), structured, is_error=len(errors) > 0 and not results)
+    return partial_answer(lines, {"id": cid}, errors, labels, answered=bool(results))
 
 
 def activity_time(activity: Mapping[str, Any]) -> str:
@@ -207,7 +202,7 @@ TOOL = workflow_tool(
     description="A company at a glance: its record, contacts, open opportunities with stage and "
     "amount, latest activities (by activity_datetime) and notes.",
     args=OverviewArgs,
-    output_schema={"type": "object", "properties": {"id": {"type": "string"}, "missing": MISSING}},
+    output={"id": {"type": "string"}},
     resources=frozenset({"companies", "contacts", "opportunities", "pipelines", "activities", "notes"}),
     scope="crm:read",
     run=overview,

@@ -10,7 +10,7 @@ from typing import Any
 from crm_mcp.pages import Page, read_page
 from crm_mcp.runtime import ToolResult
 from crm_mcp.workflows.args import SearchArgs
-from crm_mcp.workflows.common import FRAME, MISSING, gather, label, missing_lines, q, workflow_tool
+from crm_mcp.workflows.common import FRAME, gather, label, partial_answer, q, workflow_tool
 
 SEARCH_PAGE = 50  # records asked of each list endpoint a search queries
 
@@ -138,11 +138,7 @@ async def search(client: Any, args: SearchArgs) -> ToolResult:
             tail += f"; {', '.join(sorted(more))} had more than {SEARCH_PAGE} hits (only the first searched)"
         lines.append(tail + ".")
     labels = {k: f"{k.split('.')[0]} searched by {k.split('.')[1]}" for k in errors}
-    lines += missing_lines(errors, labels)
-    structured: dict[str, Any] = {"count": len(shown)}
-    if errors:
-        structured["missing"] = sorted(errors)
-    return ToolResult("\n".join(lines), structured, is_error=bool(errors) and not results)
+    return partial_answer(lines, {"count": len(shown)}, errors, labels, answered=bool(results))
 
 
 TOOL = workflow_tool(
@@ -151,7 +147,7 @@ TOOL = workflow_tool(
     description="Find companies, contacts, leads and opportunities by name, email, phone or title "
     "in one call; best matches first, each with its resource and id.",
     args=SearchArgs,
-    output_schema={"type": "object", "properties": {"count": {"type": "integer"}, "missing": MISSING}},
+    output={"count": {"type": "integer"}},
     resources=frozenset({"companies", "contacts", "leads", "opportunities"}),
     scope="crm:read",
     run=search,
