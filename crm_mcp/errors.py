@@ -4,7 +4,7 @@ Apideck answers failures with ``{status_code, error, type_name, message, detail,
 `crm_mcp.error_decoding.decode_error` turns such an answer into one of the classes below (by
 ``type_name`` first, then by HTTP status). The classes are what callers catch (`NotFoundError`,
 `UncertainWriteError`, ...); each names its `kind`, and what an agent is told for a kind is in one
-table, `ADVICE` (one function per kind, at the end of this module; `CrmError.agent_message`).
+table, `ADVICE` (a template or a function per kind, at the end of this module; `CrmError.agent_message`).
 
 Everything built from upstream text goes through `crm_mcp.redaction.redact` when the error is made: an upstream (or a
 connector behind it) may echo the ``Authorization`` header or the API key, and such text must never
@@ -148,7 +148,8 @@ class CrmError(Exception):
 
     def advice(self) -> str:
         """What happened and what to do: the `ADVICE` of this error's kind."""
-        return ADVICE.get(self.kind, _generic)(self)
+        advice = ADVICE.get(self.kind, _generic)
+        return advice.format(e=self) if isinstance(advice, str) else advice(self)
 
     def agent_message(self) -> str:
         advice = self.advice()
@@ -179,12 +180,14 @@ class CrmError(Exception):
             out["attempts"] = self.attempts
         return out
 
-    # -- helpers for subclasses
+    # -- what the advice quotes
 
-    def _service_name(self) -> str:
+    @property
+    def service_name(self) -> str:
         return self.service or self.context.service_id or "the connector"
 
-    def _upstream_text(self) -> str:
+    @property
+    def upstream_text(self) -> str:
         """The upstream's message and detail, compact."""
         bits = [_clip(self.message)] if self.message else []
         detail = summarize_detail(self.detail)
@@ -274,6 +277,13 @@ class RateLimitError(CrmError):
 
     kind = "rate_limited"
 
+    @property
+    def wait(self) -> str:
+        """How long to wait, as advice: "Wait 30 seconds before calling again"."""
+        if self.retry_after is not None:
+            return f"Wait {_seconds(self.retry_after)} before calling again"
+        return "Wait a little (e.g. 30 seconds) before calling again"
+
 
 # ------------------------------------------------------------------------------ connector errors
 
@@ -360,12 +370,6 @@ def _generic(e: CrmError) -> str:
     return f"{e.context.what} failed ({status}{kind}{_said(e.message)})."
 
 
-def _wait(e: RateLimitError) -> str:
-    if e.retry_after is not None:
-        return f"Wait {_seconds(e.retry_after)} before calling again"
-    return "Wait a little (e.g. 30 seconds) before calling again"
-
-
 def _downstream(e: ConnectorError) -> str:
     lines = []
     for err in e.downstream_errors[:5]:
@@ -384,57 +388,48 @@ def _downstream(e: ConnectorError) -> str:
     return " Downstream errors: " + "; ".join(lines) + "." if lines else ""
 
 
-def _invalid_argument(e: InvalidArgumentError) -> str:
-    return (
-        f"Invalid argument `{e.argument}` for {e.context.what}: {e.reason}. "
-        "Nothing was sent; fix the argument and call again."
-    )
-
-
-def _configuration(e: ConfigurationError) -> str:
-    return f"{e.message} This is a server configuration problem; retrying will not help."
-
-
 def _invalid_request(e: RequestValidationError) -> str:
     status = e.status or 400
     return (
-        f"{e.context.what} was rejected as invalid (HTTP {status}): {e._upstream_text()}. "
+        f"{e.context.what} was rejected as invalid (HTTP {status}): {e.upstream_text}. "
         "Fix the named field(s) and call again; do not repeat the same request."
     )
 
 
+def _not_supported(e: CrmError, what: str, instead: str) -> str:
+    """"<the service> does not support <what>: <its message>. <instead>"."""
+    return f"{e.service_name} does not support {what}: {e.upstream_text}. {instead}"
+
+
 def _unsupported_filter(e: UnsupportedFiltersError) -> str:
     sent = ", ".join(f"filter[{f}]" for f in e.context.filters)
-    which = f" (sent: {sent})" if sent else ""
-    return (
-        f"{e._service_name()} does not support the filter(s) used{which}: {e._upstream_text()}. "
+    return _not_supported(
+        e,
+        f"the filter(s) used (sent: {sent})" if sent else "the filter(s) used",
         "Call again without the unsupported filter(s) and narrow the results yourself "
-        "(e.g. from the listed fields or with pass_through)."
+        "(e.g. from the listed fields or with pass_through).",
     )
 
 
 def _unsupported_sort(e: UnsupportedSortFieldError) -> str:
-    by = f" by `{e.context.sort_by}`" if e.context.sort_by else ""
-    return (
-        f"{e._service_name()} does not support sorting{by}: {e._upstream_text()}. "
+    return _not_supported(
+        e,
+        f"sorting by `{e.context.sort_by}`" if e.context.sort_by else "sorting",
         "Call again without `sort`, or sort by another field (created_at or updated_at are the most widely "
-        "supported)."
-    )
-
-
-def _invalid_cursor(e: InvalidCursorError) -> str:
-    again = f"Call {e.context.list_tool or e.context.what}" if e.context.list_tool else "Call again"
-    return (
-        f"The pagination cursor is not valid (expired, altered, or from another list or connector): "
-        f"{e._upstream_text()}. {again} without `cursor` to start from the first page, and only pass "
-        "cursors exactly as returned in the previous page's next cursor."
+        "supported).",
     )
 
 
 def _pagination_unsupported(e: PaginationNotSupportedError) -> str:
+    return _not_supported(e, "pagination for this list", "Call again without `limit` and `cursor`.")
+
+
+def _invalid_cursor(e: InvalidCursorError) -> str:
+    again = f"Call {e.context.list_tool}" if e.context.list_tool else "Call again"
     return (
-        f"{e._service_name()} does not support pagination for this list: {e._upstream_text()}. "
-        "Call again without `limit` and `cursor`."
+        f"The pagination cursor is not valid (expired, altered, or from another list or connector): "
+        f"{e.upstream_text}. {again} without `cursor` to start from the first page, and only pass "
+        "cursors exactly as returned in the previous page's next cursor."
     )
 
 
@@ -449,7 +444,7 @@ def _not_found(e: NotFoundError) -> str:
             )
         look = f" Check the id: {_finding(ctx.list_tool)}." if ctx.list_tool else " Check the id."
         return head + look
-    return f"Not found (HTTP 404 from {ctx.what}): {e._upstream_text()}."
+    return f"Not found (HTTP 404 from {ctx.what}): {e.upstream_text}."
 
 
 def _finding(list_tool: str) -> str:
@@ -459,13 +454,6 @@ def _finding(list_tool: str) -> str:
     if operation(list_tool).filter_model:
         return f"find the right one with {list_tool} and its filter"
     return f"{list_tool} lists every one with its id (it cannot narrow the list)"
-
-
-def _conflict(e: ConflictError) -> str:
-    return (
-        f"{e.context.what} conflicts with the current state of the {e.context.thing} (HTTP 409): "
-        f"{e._upstream_text()}. Fetch the current record and retry with up-to-date values."
-    )
 
 
 def _unauthorized(e: AuthenticationError) -> str:
@@ -487,17 +475,6 @@ def _forbidden(e: PermissionDeniedError) -> str:
     )
 
 
-def _plan_limit(e: PlanLimitError) -> str:
-    return (
-        f"The Apideck plan's limit is reached (HTTP 402: {e._upstream_text()}). Further calls will fail "
-        "until the plan is upgraded or the period resets; stop and tell the user."
-    )
-
-
-def _rate_limited(e: RateLimitError) -> str:
-    return f"Rate limited by Apideck (HTTP 429). {_wait(e)}, and avoid bursts of calls."
-
-
 def _connector_execution(e: ConnectorExecutionError) -> str:
     status = f" (HTTP {e.status})" if e.status else ""
     retry = (
@@ -506,46 +483,32 @@ def _connector_execution(e: ConnectorExecutionError) -> str:
         else " Fix the request according to the connector's message; do not repeat it unchanged."
     )
     return (
-        f"{e._service_name()} failed to execute {e.context.what}{status}: {e._upstream_text()}."
+        f"{e.service_name} failed to execute {e.context.what}{status}: {e.upstream_text}."
         f"{_downstream(e)}{retry}"
     )
 
 
 def _connector_credentials(e: ConnectorCredentialsError) -> str:
     return (
-        f"The connection to {e._service_name()} is not authorized for this consumer "
-        f"({e.type_name or 'ConnectorCredentialsError'}: {e._upstream_text()}). The user must "
-        f"(re)authorize {e._service_name()} in Apideck Vault; retrying will not help."
+        f"The connection to {e.service_name} is not authorized for this consumer "
+        f"({e.type_name or 'ConnectorCredentialsError'}: {e.upstream_text}). The user must "
+        f"(re)authorize {e.service_name} in Apideck Vault; retrying will not help."
     )
 
 
 def _connection_setup(e: ConnectionSetupError) -> str:
     return (
-        f"There is no working {e._service_name()} connection for this application and consumer "
-        f"({e.type_name or 'error'}: {e._upstream_text()}). Check the service id "
+        f"There is no working {e.service_name} connection for this application and consumer "
+        f"({e.type_name or 'error'}: {e.upstream_text}). Check the service id "
         "(APIDECK_SERVICE_ID or the service_id argument) and the connection's settings in Apideck Vault; "
         "retrying will not help."
     )
 
 
-def _connector_disabled(e: ConnectorDisabledError) -> str:
-    return (
-        f"The {e._service_name()} connector is disabled ({e._upstream_text()}). Ask the user to enable "
-        "it in Apideck, or use another service_id; retrying now will not help."
-    )
-
-
-def _connector_rate_limited(e: ConnectorRateLimitError) -> str:
-    return (
-        f"{e._service_name()} is rate limiting requests ({e._upstream_text()}). {_wait(e)}; "
-        "these limits are the connector's own, so slow down and avoid bursts."
-    )
-
-
 def _connector_unsupported(e: ConnectorUnsupportedError) -> str:
     return (
-        f"{e._service_name()} does not support {e.context.what} as asked "
-        f"({e.type_name or 'HTTP ' + str(e.status)}: {e._upstream_text()}). Do not retry; use "
+        f"{e.service_name} does not support {e.context.what} as asked "
+        f"({e.type_name or 'HTTP ' + str(e.status)}: {e.upstream_text}). Do not retry; use "
         "another operation or fewer fields."
     )
 
@@ -559,7 +522,7 @@ def _upstream_failure(e: UpstreamError) -> str:
     wait = f" Wait at least {_seconds(e.retry_after)}." if e.retry_after is not None else ""
     return (
         f"Apideck or the connector failed to answer {e.context.what} (HTTP {e.status}"
-        f"{': ' + e._upstream_text() if e.message else ''}). {how}{wait}"
+        f"{': ' + e.upstream_text if e.message else ''}). {how}{wait}"
     )
 
 
@@ -614,26 +577,42 @@ def _uncertain_write(e: UncertainWriteError) -> str:
     )
 
 
-# What the agent is told for each kind of error (any other kind: `CrmError`'s generic text).
-ADVICE: dict[str, Callable[[Any], str]] = {
-    "invalid_argument": _invalid_argument,
-    "configuration": _configuration,
+# What the agent is told for each kind of error (any other kind: `CrmError`'s generic text): a
+# template of the error `e` (`str.format`), or a function of it where the text depends on the case.
+ADVICE: dict[str, str | Callable[[Any], str]] = {
+    "invalid_argument": (
+        "Invalid argument `{e.argument}` for {e.context.what}: {e.reason}. "
+        "Nothing was sent; fix the argument and call again."
+    ),
+    "configuration": "{e.message} This is a server configuration problem; retrying will not help.",
     "invalid_request": _invalid_request,
     "unsupported_filter": _unsupported_filter,
     "unsupported_sort": _unsupported_sort,
     "invalid_cursor": _invalid_cursor,
     "pagination_unsupported": _pagination_unsupported,
     "not_found": _not_found,
-    "conflict": _conflict,
+    "conflict": (
+        "{e.context.what} conflicts with the current state of the {e.context.thing} (HTTP 409): "
+        "{e.upstream_text}. Fetch the current record and retry with up-to-date values."
+    ),
     "unauthorized": _unauthorized,
     "forbidden": _forbidden,
-    "plan_limit": _plan_limit,
-    "rate_limited": _rate_limited,
+    "plan_limit": (
+        "The Apideck plan's limit is reached (HTTP 402: {e.upstream_text}). Further calls will fail "
+        "until the plan is upgraded or the period resets; stop and tell the user."
+    ),
+    "rate_limited": "Rate limited by Apideck (HTTP 429). {e.wait}, and avoid bursts of calls.",
     "connector_execution": _connector_execution,
     "connector_credentials": _connector_credentials,
     "connection_setup": _connection_setup,
-    "connector_disabled": _connector_disabled,
-    "connector_rate_limited": _connector_rate_limited,
+    "connector_disabled": (
+        "The {e.service_name} connector is disabled ({e.upstream_text}). Ask the user to enable "
+        "it in Apideck, or use another service_id; retrying now will not help."
+    ),
+    "connector_rate_limited": (
+        "{e.service_name} is rate limiting requests ({e.upstream_text}). {e.wait}; "
+        "these limits are the connector's own, so slow down and avoid bursts."
+    ),
     "connector_unsupported": _connector_unsupported,
     "upstream_failure": _upstream_failure,
     "network": _network,
