@@ -131,7 +131,8 @@ def parse_moment(value: str) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _check_moment(value: str) -> str:
+def check_moment(value: str) -> str:
+    """A validator: `value` unchanged when `parse_moment` reads it."""
     try:
         parse_moment(value)
     except ValueError:
@@ -141,7 +142,7 @@ def _check_moment(value: str) -> str:
 
 def _moment(description: str) -> Any:
     schema = {"anyOf": [{"type": "string", "format": "date"}, {"type": "string", "format": "date-time"}]}
-    return (Annotated[str, StringConstraints(max_length=64), AfterValidator(_check_moment), WithJsonSchema(schema)]
+    return (Annotated[str, StringConstraints(max_length=64), AfterValidator(check_moment), WithJsonSchema(schema)]
             | None, Field(None, description=description))
 
 

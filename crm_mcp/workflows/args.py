@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from crm_mcp.tool_args import RecordId, SwitchingOff
-
-
-def _check_when(value: str) -> str:
-    try:
-        parse_when(value)
-    except ValueError:
-        raise ValueError("must be an ISO 8601 date or date-time, e.g. 2026-11-27T15:00:00Z") from None
-    return value
-
-
-def parse_when(value: str) -> datetime:
-    moment = datetime.fromisoformat(value.strip().replace("z", "Z"))
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+from crm_mcp.tool_args import RecordId, SwitchingOff, check_moment
 
 
 class _Args(BaseModel):
@@ -50,7 +36,7 @@ class LogInteractionArgs(_Args):
     contact: str | None = Field(None, min_length=1, max_length=256, description="Contact id, name or email")
     company_id: RecordId | None = None
     opportunity_id: RecordId | None = None
-    when: Annotated[str, AfterValidator(_check_when)] | None = Field(
+    when: Annotated[str, AfterValidator(check_moment)] | None = Field(
         None, description="ISO 8601 date or date-time; default now"
     )
     duration_minutes: int | None = Field(None, ge=0, le=1440)

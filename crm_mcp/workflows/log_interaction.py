@@ -9,7 +9,8 @@ from typing import Any
 from crm_mcp.errors import CrmError
 from crm_mcp.pages import read_record
 from crm_mcp.runtime import ToolResult
-from crm_mcp.workflows.args import LogInteractionArgs, parse_when
+from crm_mcp.tool_args import parse_moment
+from crm_mcp.workflows.args import LogInteractionArgs
 from crm_mcp.workflows.common import label, q, workflow_tool
 from crm_mcp.workflows.links import Links, NotLinked, resolve_links
 
@@ -33,7 +34,7 @@ async def log_interaction(client: Any, args: LogInteractionArgs) -> ToolResult:
     contact = links.contact
 
     now = datetime.now(UTC)
-    moment = parse_when(args.when) if args.when else now
+    moment = parse_moment(args.when) if args.when else now
     title = args.title or (
         f"{args.type.capitalize()} with {label(contact)}" if label(contact) else args.type.capitalize()
     )
