@@ -54,6 +54,8 @@ def output_schema(action: str) -> dict[str, Any]:
 
 
 def _as_dict(record: Any) -> dict[str, Any]:
+    if type(record) is dict:  # an API answer's record (the usual case)
+        return dict(record)
     if hasattr(record, "model_dump"):
         return dict(record.model_dump(mode="json", by_alias=True, exclude_none=True))
     return dict(record) if isinstance(record, Mapping) else {}
@@ -95,17 +97,19 @@ def _table(resource_name: str, rows: list[dict[str, Any]], asked: list[str] | No
         the row shows the name in a column of its own)."""
         named, cells = not (column == "company_id" and "company_name" in header), []
         seen: set[str] = set()
+        cell = columns.cell
         for r in rows:
-            first = isinstance(r.get(column), str) and r[column] not in seen
-            cells.append(columns.cell(r, column, names=names, limit=limit, named=named and first))
-            seen.add(str(r.get(column)))
+            raw = r.get(column)
+            first = named and isinstance(raw, str) and raw not in seen
+            cells.append(cell(r, column, names=names, limit=limit, named=first))
+            seen.add(str(raw))
         return cells
 
-    def cost_of(cells: list[str]) -> float:
-        return sum(estimate_tokens(c or "-") + 1 for c in cells) / len(rows)
+    def cost_of(cells: list[str]) -> float:  # a cell's tokens and its separator, per row
+        return (estimate_tokens("\n".join([c or "-" for c in cells])) + len(cells)) / len(rows)
 
     header, table = ["id"], [[quote_id(_id(r))] for r in rows]
-    spent, full = sum(estimate_tokens(t[0]) + 1 for t in table) / len(rows), False
+    spent, full = cost_of([t[0] for t in table]), False
     reserved = {c: cost_of(cells_of(c)) for c in candidates if c in keep}  # kept whatever the others cost
     for column in candidates:
         if column == "company_name" and "company_id" in header:
