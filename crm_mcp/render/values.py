@@ -202,6 +202,8 @@ def item(field: str, element: Any, *, short: bool) -> str:
 def value(field: str, raw: Any, *, short: bool = False, card: bool = False) -> str:
     """A field's value on one line. `short`: a list cell (the primary or first email, phone, address);
     `card`: a record card, which leaves out the type of a lone email, phone or website."""
+    if type(raw) is str:  # most values: `scalar`'s way with a string, without its type tests
+        return _date(raw, field, short) or quote(raw, CELL_CHARS if short else None)
     if isinstance(raw, list):
         items = [v for v in raw if not is_empty(v)]
         if card and len(items) == 1 and field in _TYPED_LISTS:

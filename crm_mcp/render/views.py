@@ -110,17 +110,19 @@ def _table(resource_name: str, rows: list[dict[str, Any]], asked: list[str] | No
 
     header, table = ["id"], [[quote_id(_id(r))] for r in rows]
     spent, full = cost_of([t[0] for t in table]), False
-    reserved = {c: cost_of(cells_of(c)) for c in candidates if c in keep}  # kept whatever the others cost
+    # kept whatever the others cost: their cells written once (only company_id's depend on the header)
+    kept = {c: cells_of(c) for c in candidates if c in keep and c != "company_id"}
+    reserved = {c: cost_of(cells) for c, cells in kept.items()}
     for column in candidates:
         if column == "company_name" and "company_id" in header:
             continue  # the company_id cells carry the name
         if full and column not in always:  # decided before its cells are written (the costly part)
             continue
-        cells = cells_of(column)
-        reserved.pop(column, None)
+        cells = kept.pop(column) if column in kept else cells_of(column)
+        known = reserved.pop(column, None)
         if not any(cells):
             continue
-        cost, room = cost_of(cells), ROW_TOKENS - spent - sum(reserved.values())
+        cost, room = known if known is not None else cost_of(cells), ROW_TOKENS - spent - sum(reserved.values())
         for limit in columns.SHORTER if asked is None and column in columns.SHORTENABLE else ():
             if cost <= room or (column in keep and limit < columns.KEPT_CHARS):
                 break
