@@ -35,7 +35,7 @@ def estimate_tokens(text: str) -> int:
     pieces = _PIECES.findall(text)
     total = len(pieces)
     # only a long or a non-ASCII word takes more than one token
-    for piece in (p for p in pieces if len(p) > 6 or not p.isascii()):
+    for piece in [p for p in pieces if len(p) > 6 or not p.isascii()]:
         word = piece.strip()
         if word.isalpha():
             total += len(word) // 7 if word.isascii() else len(word) - 1
