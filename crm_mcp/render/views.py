@@ -269,10 +269,13 @@ def render_record(
                   | columns.CARD_LINKS.get(resource_name, frozenset()))
         budget = max_tokens - sum(estimate_tokens(x) + 1 for x in lines) - _MORE_TOKENS
         for key in columns.card_order(resource_name, keys):
+            if asked is None and left_out and key not in always:
+                left_out.append(key)  # fields are taken in priority order: none after the first left out
+                continue  # (decided before its lines are written, the costly part)
             more = _field_lines(data, key, card=asked is None, names=names)
             cost = sum(estimate_tokens(x) + 1 for x in more)
-            if asked is None and (left_out or cost > budget) and key not in always:
-                left_out.append(key)  # fields are taken in priority order: none after the first left out
+            if asked is None and cost > budget and key not in always:
+                left_out.append(key)
                 continue
             lines += more
             budget -= cost
