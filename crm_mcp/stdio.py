@@ -1,13 +1,18 @@
-"""The stdio transport, without a worker thread per line.
+"""The stdio transport, without a worker thread per line or a task per direction.
 
 The SDK's `stdio_server` reads and writes the pipes through `anyio.wrap_file`, which hands
 every read, write and flush to a worker thread: three thread hops per tool call, ~0.5 ms on a
-busy machine, paid by every call a desktop client makes. When stdin and stdout are pipes (as
-they are under every MCP client), this module gives the SDK's `stdio_server` async streams
-built on the event loop's own pipe transports instead, and keeps its protections: fd 0 and 1
-are claimed as the SDK does (stray prints go to stderr, never onto the wire). Anything else (a
-file, a terminal on an odd platform, an event loop without pipe support) falls back to the
-SDK's own transport unchanged.
+busy machine, paid by every call a desktop client makes; and it passes each message through a
+reader task and a writer task, each behind a memory stream (two more task switches per call).
+When stdin and stdout are pipes (as they are under every MCP client), this module serves the
+server's read and write streams itself, on the event loop's own pipe transports: the server's
+read loop parses the next line of stdin when it asks for a message, and a response is written to
+stdout by the task that sends it (one write per message; `drain` holds it back only when the
+pipe is full). It keeps the SDK transport's protections and its wire format: fd 0 and 1 are
+claimed as the SDK does (stray prints go to stderr, never onto the wire), a line that is no
+JSON-RPC message reaches the server as the exception it raised, a message is written as the
+SDK writes it. Anything else (a file, a terminal on an odd platform, an event loop without pipe
+support) falls back to the SDK's own transport unchanged.
 """
 
 from __future__ import annotations
@@ -20,8 +25,13 @@ import re
 import stat
 import sys
 from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager, suppress
+from types import TracebackType
 from typing import Any
+
+import anyio
+import mcp_types as types
+from mcp.shared.message import SessionMessage
 
 log = logging.getLogger("crm_mcp.stdio")
 
@@ -128,17 +138,77 @@ def _leading_id(start: bytes) -> bytes | None:
     return found.group(1) if found else None
 
 
-class _PipeWriter:
-    """`await write(text)` / `await flush()` over an asyncio StreamWriter."""
+class _Messages:
+    """The server's read stream: the JSON-RPC message on the next line of stdin, parsed when the
+    server asks for it; a line that does not parse comes as the exception it raised (as from the
+    SDK's transport)."""
+
+    def __init__(self, lines: _PipeLines):
+        self._lines = lines
+        self._closed = False
+
+    async def receive(self) -> SessionMessage | Exception:
+        if self._closed:
+            raise anyio.ClosedResourceError
+        try:
+            line = await self._lines.__anext__()
+        except StopAsyncIteration:
+            raise anyio.EndOfStream from None
+        try:
+            return SessionMessage(types.jsonrpc_message_adapter.validate_json(line, by_name=False))
+        except Exception as exc:
+            return exc
+
+    def __aiter__(self) -> _Messages:
+        return self
+
+    async def __anext__(self) -> SessionMessage | Exception:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        self._closed = True
+
+    async def __aenter__(self) -> _Messages:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+
+class _Replies:
+    """The server's write stream: each message written to stdout as one line by the task that sends
+    it, as the SDK's transport writes it; a pipe that is gone is a broken stream (the server drops
+    what it still had to say, as it does when a client disconnects)."""
 
     def __init__(self, writer: asyncio.StreamWriter):
         self._writer = writer
+        self._closed = False
 
-    async def write(self, text: str) -> None:
-        self._writer.write(text.encode("utf-8"))
+    async def send(self, item: SessionMessage) -> None:
+        if self._closed:
+            raise anyio.ClosedResourceError
+        line = item.message.model_dump_json(by_alias=True, exclude_unset=True) + "\n"
+        try:
+            if self._writer.is_closing():
+                raise ConnectionResetError("stdout is closed")
+            self._writer.write(line.encode("utf-8"))
+            await self._writer.drain()
+        except OSError as exc:  # BrokenPipeError, ConnectionResetError: the client is gone
+            raise anyio.BrokenResourceError from exc
 
-    async def flush(self) -> None:
-        await self._writer.drain()
+    async def aclose(self) -> None:
+        self._closed = True
+
+    async def __aenter__(self) -> _Replies:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
 
 
 def _is_pipe(fd: int) -> bool:
@@ -169,13 +239,10 @@ async def fast_stdio_server(*, use_sdk: bool = False) -> AsyncIterator[Any]:
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stdin_buffer)
         transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, stdout_buffer)
         writer = asyncio.StreamWriter(transport, protocol, None, loop)
-        context: AbstractAsyncContextManager[Any] = sdk_stdio.stdio_server(
-            stdin=_PipeLines(reader, writer.write),  # type: ignore[arg-type]
-            stdout=_PipeWriter(writer),  # type: ignore[arg-type]
-        )
-        async with context as streams:
-            yield streams
-        await writer.drain()
+        yield _Messages(_PipeLines(reader, writer.write)), _Replies(writer)
+        if not transport.is_closing():
+            with suppress(OSError):  # the client closed its end first
+                await writer.drain()
         transport.close()
     finally:
         if restore_stdout is not None:

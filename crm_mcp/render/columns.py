@@ -5,6 +5,7 @@ resource of the columns an agent reads first."""
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -140,13 +141,14 @@ def by_weight(resource_name: str, keys: Iterable[str]) -> list[str]:
     return sorted(keys, key=lambda k: (_RANK.get(weights.get(k, ""), 5), pos.get(k, len(pos))))
 
 
-def list_candidates(resource_name: str) -> list[str]:
+@functools.cache  # the same for every page of a resource
+def list_candidates(resource_name: str) -> tuple[str, ...]:
     """Columns a list tries, best first: the hand-kept order, then critical, high and medium fields."""
     weights = _weights(resource_name)
     weighted = [k for k in by_weight(resource_name, weights) if _RANK[weights[k]] <= 2]
     own = LIST_COLUMNS.get(resource_name, ())
     parts = {"first_name", "last_name"} - set(own)  # shown in `name` unless the record has none
-    return list(dict.fromkeys(k for k in [*own, *weighted] if k not in ("id", "currency", *parts)))
+    return tuple(dict.fromkeys(k for k in [*own, *weighted] if k not in ("id", "currency", *parts)))
 
 
 def card_order(resource_name: str, keys: list[str]) -> list[str]:

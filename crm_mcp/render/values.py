@@ -18,23 +18,27 @@ PRIMARY_ONLY = frozenset({"emails", "phone_numbers", "addresses", "websites"})  
 _TYPED_LISTS = ("emails", "phone_numbers", "websites")
 
 _INVISIBLE = r"\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff"
-_UNSAFE = re.compile(rf'[\x00-\x1f{_INVISIBLE}|"\\<>]|^\s|\s$|^-?$')
+_UNSAFE_CHAR = re.compile(rf'[\x00-\x1f{_INVISIBLE}|"\\<>]')
 _JSON_MISSES = re.compile(f"[{_INVISIBLE}]")
 _ISO = re.compile(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2})(:\d{2})?(\.\d+)?(Z|[+-]\d{2}:?\d{2})?$")
 _EVENT_TIME = re.compile(r"_datetime$|^start_|^end_")  # fields whose time of day matters in a list
+# A token estimate counts pieces: a word (a run of letters, with the space before it), up to three
+# digits, a sign (with the space before it), "_", a run of spaces; a word of ASCII letters takes one
+# token more per 7 letters, one of other letters one per letter. No piece reaches over a line break,
+# so the estimate of "\n".join(texts) is the sum of theirs (`views` costs a column in one pass).
 _PIECES = re.compile(r" ?[^\W\d_]+|\d{1,3}| ?[^\w\s]|_| +")
 
 
 def estimate_tokens(text: str) -> int:
     """o200k tokens, estimated without the tokenizer (render stays cheap to import): about 1.1x
     the true count on CRM text, rarely under it for a line and not for a page."""
-    total = 0
-    for piece in _PIECES.findall(text):
+    pieces = _PIECES.findall(text)
+    total = len(pieces)
+    # only a long or a non-ASCII word takes more than one token
+    for piece in [p for p in pieces if len(p) > 6 or not p.isascii()]:
         word = piece.strip()
         if word.isalpha():
-            total += 1 + len(word) // 7 if word.isascii() else len(word)
-        else:
-            total += 1
+            total += len(word) // 7 if word.isascii() else len(word) - 1
     return total
 
 
@@ -42,7 +46,7 @@ def quote(text: str, limit: int | None = None) -> str:
     """A CRM string made safe to write inline; shortened to `limit` characters with "…" first."""
     if limit is not None and len(text) > limit:
         text = text[: limit - 1].rstrip() + "…"
-    if not _UNSAFE.search(text):
+    if text and text != "-" and not text[0].isspace() and not text[-1].isspace() and not _UNSAFE_CHAR.search(text):
         return text
     return _JSON_MISSES.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(text, ensure_ascii=False))
 
@@ -58,12 +62,20 @@ def quote_id(text: str) -> str:
 
 
 def is_empty(value: Any) -> bool:
+    """None, "", and lists and objects of nothing but those."""
+    kind = type(value)  # JSON's own types first: this runs for every cell of every row
+    if kind is str:
+        return not value
+    if kind is dict:
+        return all(map(is_empty, value.values()))
+    if kind is list:
+        return all(map(is_empty, value))
     if value is None or value == "" or value == [] or value == {}:
         return True
     if isinstance(value, list):
-        return all(is_empty(v) for v in value)
+        return all(map(is_empty, value))
     if isinstance(value, Mapping):
-        return all(is_empty(v) for v in value.values())
+        return all(map(is_empty, value.values()))
     return False
 
 
@@ -190,6 +202,8 @@ def item(field: str, element: Any, *, short: bool) -> str:
 def value(field: str, raw: Any, *, short: bool = False, card: bool = False) -> str:
     """A field's value on one line. `short`: a list cell (the primary or first email, phone, address);
     `card`: a record card, which leaves out the type of a lone email, phone or website."""
+    if type(raw) is str:  # most values: `scalar`'s way with a string, without its type tests
+        return _date(raw, field, short) or quote(raw, CELL_CHARS if short else None)
     if isinstance(raw, list):
         items = [v for v in raw if not is_empty(v)]
         if card and len(items) == 1 and field in _TYPED_LISTS:
@@ -197,7 +211,7 @@ def value(field: str, raw: Any, *, short: bool = False, card: bool = False) -> s
         if short and field in PRIMARY_ONLY:
             primary = [v for v in items if isinstance(v, Mapping) and v.get("type") == "primary"]
             items = (primary or items)[:1]
-        nested = any(isinstance(v, Mapping) for v in items) and field not in PRIMARY_ONLY
+        nested = field not in PRIMARY_ONLY and any(isinstance(v, Mapping) for v in items)
         return ("; " if nested else ", ").join(item(field, v, short=short) for v in items)
     if isinstance(raw, Mapping):
         return item(field, raw, short=short)

@@ -54,6 +54,8 @@ def output_schema(action: str) -> dict[str, Any]:
 
 
 def _as_dict(record: Any) -> dict[str, Any]:
+    if type(record) is dict:  # an API answer's record (the usual case)
+        return dict(record)
     if hasattr(record, "model_dump"):
         return dict(record.model_dump(mode="json", by_alias=True, exclude_none=True))
     return dict(record) if isinstance(record, Mapping) else {}
@@ -95,28 +97,32 @@ def _table(resource_name: str, rows: list[dict[str, Any]], asked: list[str] | No
         the row shows the name in a column of its own)."""
         named, cells = not (column == "company_id" and "company_name" in header), []
         seen: set[str] = set()
+        cell = columns.cell
         for r in rows:
-            first = isinstance(r.get(column), str) and r[column] not in seen
-            cells.append(columns.cell(r, column, names=names, limit=limit, named=named and first))
-            seen.add(str(r.get(column)))
+            raw = r.get(column)
+            first = named and isinstance(raw, str) and raw not in seen
+            cells.append(cell(r, column, names=names, limit=limit, named=first))
+            seen.add(str(raw))
         return cells
 
-    def cost_of(cells: list[str]) -> float:
-        return sum(estimate_tokens(c or "-") + 1 for c in cells) / len(rows)
+    def cost_of(cells: list[str]) -> float:  # a cell's tokens and its separator, per row
+        return (estimate_tokens("\n".join([c or "-" for c in cells])) + len(cells)) / len(rows)
 
     header, table = ["id"], [[quote_id(_id(r))] for r in rows]
-    spent, full = sum(estimate_tokens(t[0]) + 1 for t in table) / len(rows), False
-    reserved = {c: cost_of(cells_of(c)) for c in candidates if c in keep}  # kept whatever the others cost
+    spent, full = cost_of([t[0] for t in table]), False
+    # kept whatever the others cost: their cells written once (only company_id's depend on the header)
+    kept = {c: cells_of(c) for c in candidates if c in keep and c != "company_id"}
+    reserved = {c: cost_of(cells) for c, cells in kept.items()}
     for column in candidates:
         if column == "company_name" and "company_id" in header:
             continue  # the company_id cells carry the name
         if full and column not in always:  # decided before its cells are written (the costly part)
             continue
-        cells = cells_of(column)
-        reserved.pop(column, None)
+        cells = kept.pop(column) if column in kept else cells_of(column)
+        known = reserved.pop(column, None)
         if not any(cells):
             continue
-        cost, room = cost_of(cells), ROW_TOKENS - spent - sum(reserved.values())
+        cost, room = known if known is not None else cost_of(cells), ROW_TOKENS - spent - sum(reserved.values())
         for limit in columns.SHORTER if asked is None and column in columns.SHORTENABLE else ():
             if cost <= room or (column in keep and limit < columns.KEPT_CHARS):
                 break
@@ -263,10 +269,13 @@ def render_record(
                   | columns.CARD_LINKS.get(resource_name, frozenset()))
         budget = max_tokens - sum(estimate_tokens(x) + 1 for x in lines) - _MORE_TOKENS
         for key in columns.card_order(resource_name, keys):
+            if asked is None and left_out and key not in always:
+                left_out.append(key)  # fields are taken in priority order: none after the first left out
+                continue  # (decided before its lines are written, the costly part)
             more = _field_lines(data, key, card=asked is None, names=names)
             cost = sum(estimate_tokens(x) + 1 for x in more)
-            if asked is None and (left_out or cost > budget) and key not in always:
-                left_out.append(key)  # fields are taken in priority order: none after the first left out
+            if asked is None and cost > budget and key not in always:
+                left_out.append(key)
                 continue
             lines += more
             budget -= cost

@@ -172,3 +172,31 @@ def test_a_stdio_line_over_the_limit_is_refused_and_the_server_keeps_serving() -
         proc.wait(timeout=20)
         stderr = proc.stderr.read().decode() if proc.stderr else ""
     assert f"over the limit of {_LINE_LIMIT} bytes for one message" in stderr
+
+
+@pytest.mark.slow
+def test_stdio_lines_that_are_no_message_are_skipped_and_the_next_is_served() -> None:
+    """Stdio read by our own transport: a line that is not JSON, and one that is JSON but no
+    JSON-RPC message, reach the server as errors it passes over; the request after them gets the
+    next line on stdout, and the end of stdin ends the server cleanly."""
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "0"},
+            "io.modelcontextprotocol/clientCapabilities": {}}
+    request = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+               "params": {"name": "list_users", "arguments": {"limit": 2}, "_meta": meta}}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "crm_mcp"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**CLEAN_ENV, "CRM_MCP_SANDBOX_DB": ":memory:"},
+    )
+    assert proc.stdin and proc.stdout
+    try:
+        proc.stdin.write(b"not json\n" + b'{"hello": "world"}\n' + json.dumps(request).encode() + b"\n")
+        proc.stdin.flush()
+        answer = json.loads(proc.stdout.readline())
+    finally:
+        proc.stdin.close()
+        status = proc.wait(timeout=20)
+    assert answer["id"] == 7 and answer["result"]["isError"] is False
+    assert "usr_" in answer["result"]["content"][0]["text"]
+    assert proc.stdout.read() == b""  # nothing else was written
+    assert status == 0
