@@ -152,7 +152,8 @@ def build_server(
                 yield runtime
             finally:
                 tg.cancel_scope.cancel()
-                await runtime.aclose()
+                with anyio.CancelScope(shield=True):  # inside the cancelled group: unshielded, nothing closed
+                    await runtime.aclose()
 
     async def list_tools(ctx: Any, _params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
         granted = granted_scopes(ctx.request)  # OAuth hook: only the tools the token's scopes allow
