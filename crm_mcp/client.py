@@ -187,6 +187,7 @@ class ApideckClient:
             timeout=self._timeout,
             follow_redirects=False,  # never send the credentials to another origin
         )
+        self._accept_encoding = self._http.headers["accept-encoding"]  # what httpx2 decodes
 
     # -- lifecycle
 
@@ -310,6 +311,7 @@ class ApideckClient:
             "x-apideck-consumer-id": check_header_value("consumer_id", creds.consumer_id or ""),
             "Content-Type": "application/json",
             "Accept": "application/json",
+            "Accept-Encoding": self._accept_encoding,
             "User-Agent": self._user_agent,
         }
         if creds.service_id:
@@ -362,8 +364,11 @@ class ApideckClient:
             attempt += 1
             budget = policy.total_timeout - (policy.clock() - started)
             deadline = max(0.001, min(budget, timeout if timeout is not None else self._timeout.read or budget))
-            request = self._http.build_request(
-                method, url, headers=headers, content=content, timeout=self._attempt_timeout(deadline)
+            # the request as sent, built directly: the client's build_request would parse the URL twice
+            # and merge defaults and cookies this client does not use (a fifth of its CPU per request)
+            request = httpx2.Request(
+                method, url, headers=headers, content=content,
+                extensions={"timeout": self._attempt_timeout(deadline).as_dict()},
             )
             if request.url.raw_path != expected_target:  # defence in depth: the URL must be exactly ours
                 raise InvalidArgumentError("path", "the request path would be rewritten; refusing to send", context=ctx)

@@ -38,7 +38,8 @@ wall-clock samples in the server's own process, about double its CPU) and writes
 
     python tools/bench_load.py --clients 20 --calls 50 --soak 0 --workers 1 --profile-server /tmp/http.txt
 
-With a `.prof` file, cProfile instead (deterministic, with call counts; read with `python -m pstats FILE`).
+With a `.prof` file, cProfile instead, timed by the CPU clock of the event loop's thread (deterministic,
+with call counts, though an async function counts a call per resumption; read with `python -m pstats FILE`).
 py-spy samples the CPU of the running server without touching it (`py-spy record -p <pid> -f raw`).
 Over stdio, the same profiler wraps the server a client starts:
 `python -m pyinstrument -r text -o /tmp/stdio.txt -m crm_mcp` as the client's command.
@@ -126,17 +127,33 @@ def stop_process(proc: subprocess.Popen[Any], timeout: float = 10.0, interrupt: 
             proc.wait(timeout)
 
 
+# `python -c` this, then the arguments of `python -m crm_mcp`: cProfile with `time.thread_time` as its
+# clock, so a thread preempted inside a system call (a loopback send that wakes the sandbox) is not
+# charged for the time others ran; the stats are written on exit (SIGINT).
+_CPU_PROFILE = """\
+import cProfile, runpy, sys, time
+profiler = cProfile.Profile(time.thread_time)
+sys.argv = ["crm_mcp", *sys.argv[1:]]
+profiler.enable()
+try:
+    runpy.run_module("crm_mcp", run_name="__main__", alter_sys=True)
+finally:
+    profiler.disable()
+    profiler.dump_stats({out!r})
+"""
+
+
 def mcp_server_command(port: int, log_level: str = "info", *, workers: int = 1,
                        profile: Path | None = None, python: str = sys.executable) -> list[str]:
     """`profile`: run the server under a profiler (same process), its report written there on exit: cProfile's
     stats for a `.prof` file (deterministic, with call counts), else pyinstrument's text call tree."""
     if profile is None:
-        profiler = []
-    elif profile.suffix == ".prof":
-        profiler = ["-m", "cProfile", "-o", str(profile)]
+        entry = ["-m", "crm_mcp"]
+    elif profile.suffix == ".prof":  # cProfile timed by the event loop thread's CPU clock, not the wall clock
+        entry = ["-c", _CPU_PROFILE.format(out=str(profile))]
     else:
-        profiler = ["-m", "pyinstrument", "-r", "text", "-o", str(profile)]
-    return [python, *profiler, "-m", "crm_mcp", "serve", "--http", "--host", HOST, "--port", str(port),
+        entry = ["-m", "pyinstrument", "-r", "text", "-o", str(profile), "-m", "crm_mcp"]
+    return [python, *entry, "serve", "--http", "--host", HOST, "--port", str(port),
             "--log-level", log_level, *(["--workers", str(workers)] if workers != 1 else [])]
 
 
