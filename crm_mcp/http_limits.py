@@ -76,7 +76,10 @@ class _GuardedProtocol(HttpToolsProtocol):
 
     head_timeout: float = 10.0
     _head_timer: asyncio.TimerHandle | None = None
-    _head_bytes: int | None = 0  # bytes of the request head received so far; None once it is complete
+    # bytes received since the request began (the parser's message-begin) until its head completed;
+    # None while no head is being received. Counted by whole reads: a read that carries the end of
+    # a pipelined body and the next head counts both.
+    _head_bytes: int | None = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
@@ -90,13 +93,16 @@ class _GuardedProtocol(HttpToolsProtocol):
                 log.info("refused a request whose head is larger than %d bytes", MAX_HEAD_BYTES)
                 self.send_400_response("Request head too large.")
 
+    def on_message_begin(self) -> None:
+        self._head_bytes = 0
+        super().on_message_begin()
+
     def on_headers_complete(self) -> None:
         self._head_bytes = None
         super().on_headers_complete()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        self._head_bytes = 0
         self._arm_head_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -204,6 +204,21 @@ def test_an_oversized_request_head_gets_400_and_the_connection_closes(port: int)
         sock.close()
 
 
+def test_pipelined_requests_with_large_bodies_are_not_taken_for_large_heads(port: int) -> None:
+    """Only a request's head counts against MAX_HEAD_BYTES: two requests sent back to back, each
+    with a body four times the limit, both get their answer (401: no token)."""
+    body = json.dumps({**INITIALIZE, "padding": "p" * (4 * MAX_HEAD_BYTES)}).encode()
+    one = head("POST", token=None, extra=f"Content-Length: {len(body)}\r\n") + body
+    sock = raw(port)
+    try:
+        sock.sendall(one + one)
+        response, _ = read_until_closed(sock, within=PROMPT)  # closed by the 1 s idle timeout
+        assert response.count(b"HTTP/1.1 401") == 2, response[:300]
+        assert b"Request head too large" not in response
+    finally:
+        sock.close()
+
+
 def test_a_slow_body_gets_408_while_calls_are_served(port: int) -> None:
     body = json.dumps(INITIALIZE).encode()
     slow = [raw(port) for _ in range(20)]
