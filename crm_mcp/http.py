@@ -130,9 +130,14 @@ class HostOriginGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope.get("headers", [])}
-        host = headers.get("host", "")
-        origin = headers.get("origin")
+        raw_host, raw_origin = b"", None  # the last of each, as a dict of the headers would keep
+        for name, value in scope.get("headers", []):
+            if name == b"host":
+                raw_host = value
+            elif name == b"origin":
+                raw_origin = value
+        host = raw_host.decode("latin-1")
+        origin = None if raw_origin is None else raw_origin.decode("latin-1")
         if not (_matches(host, self.hosts) or (self.any_ip_host and _is_ip_address(host))):
             log.warning("refused a request for Host %r", host[:100])
             await drain_body(receive)

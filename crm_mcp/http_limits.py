@@ -1,11 +1,12 @@
 """HTTP mode against slow and idle clients: deadlines for the request head, the body and the answer.
 
 uvicorn bounds what it can: concurrent connections (`limit_concurrency`, 503 beyond it), idle
-kept-alive connections (`timeout_keep_alive`), the size of a request head (h11's incomplete-event
-limit) and the wait for calls in flight on SIGTERM (`timeout_graceful_shutdown`). It has no
-deadline for a request head: a client that opens a connection and sends nothing, or a header a
-byte at a time, holds it forever. `head_deadline_protocol` adds that deadline to uvicorn's h11
-protocol; `ReadBodyWithin` and `AnswerWithin` (ASGI middleware) bound the body and the answer.
+kept-alive connections (`timeout_keep_alive`) and the wait for calls in flight on SIGTERM
+(`timeout_graceful_shutdown`). It has no deadline for a request head: a client that opens a
+connection and sends nothing, or a header a byte at a time, holds it forever; and its httptools
+protocol (the C parser, a fraction of h11's CPU per request) no limit on the head's size.
+`guarded_protocol` adds both to it; `ReadBodyWithin` and `AnswerWithin` (ASGI middleware) bound
+the body and the answer.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from typing import Any
 
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from crm_mcp.config import Settings
 
 log = logging.getLogger("crm_mcp.http")
 
-MAX_HEAD_BYTES = 16 * 1024  # request line and headers; h11 answers 400 beyond it
+MAX_HEAD_BYTES = 16 * 1024  # request line and headers; 400 beyond it
 
 
 def jsonrpc_error_body(code: int, message: str) -> bytes:
@@ -64,17 +65,41 @@ async def drain_body(receive: Receive) -> None:
                 return
 
 
-class _HeadDeadlineProtocol(H11Protocol):
-    """uvicorn's h11 protocol, closing a connection that has not sent a complete request head
-    within `head_timeout` seconds of opening or of its previous answer (nothing at all, or a
-    partial header). Checked when the timer fires, so a request being served is never cut."""
+class _GuardedProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol (llhttp, a C parser), with two bounds on the request head:
+
+    - a deadline: a connection that has not sent a complete request head within `head_timeout`
+      seconds of opening or of its previous answer (nothing at all, or a partial header) is closed.
+      Checked when the timer fires, so a request being served is never cut;
+    - a size: a head still incomplete past MAX_HEAD_BYTES gets 400 and the connection is closed
+      (llhttp itself sets no limit)."""
 
     head_timeout: float = 10.0
     _head_timer: asyncio.TimerHandle | None = None
+    # bytes received since the request began (the parser's message-begin) until its head completed;
+    # None while no head is being received. Counted by whole reads: a read that carries the end of
+    # a pipelined body and the next head counts both.
+    _head_bytes: int | None = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
         self._arm_head_deadline()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._head_bytes is not None and self.parser is not None and not self.transport.is_closing():
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                log.info("refused a request whose head is larger than %d bytes", MAX_HEAD_BYTES)
+                self.send_400_response("Request head too large.")
+
+    def on_message_begin(self) -> None:
+        self._head_bytes = 0
+        super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        self._head_bytes = None
+        super().on_headers_complete()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -99,17 +124,16 @@ class _HeadDeadlineProtocol(H11Protocol):
             self.transport.close()
 
 
-def head_deadline_protocol(seconds: float) -> type[H11Protocol]:
-    """The h11 protocol class for uvicorn with a `seconds` request-head deadline."""
-    return type("HeadDeadlineH11Protocol", (_HeadDeadlineProtocol,), {"head_timeout": seconds})
+def guarded_protocol(seconds: float) -> type[HttpToolsProtocol]:
+    """The HTTP protocol class for uvicorn with a `seconds` request-head deadline."""
+    return type("GuardedHttpToolsProtocol", (_GuardedProtocol,), {"head_timeout": seconds})
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """uvicorn's own settings: the limits it enforces itself, and no `server` header."""
     return {
         "server_header": False,  # says nothing about what runs here
-        "http": head_deadline_protocol(settings.header_timeout),
-        "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
+        "http": guarded_protocol(settings.header_timeout),
         "limit_concurrency": settings.max_connections,
         "timeout_keep_alive": math.ceil(settings.idle_timeout),
         # on SIGTERM: stop accepting, let calls in flight finish; none outlives the request timeout

@@ -38,6 +38,9 @@ wall-clock samples in the server's own process, about double its CPU) and writes
 
     python tools/bench_load.py --clients 20 --calls 50 --soak 0 --workers 1 --profile-server /tmp/http.txt
 
+With a `.prof` file, cProfile instead, timed by the CPU clock of the event loop's thread (deterministic,
+with call counts, though an async function counts a call per resumption; read with `python -m pstats FILE`).
+py-spy samples the CPU of the running server without touching it (`py-spy record -p <pid> -f raw`).
 Over stdio, the same profiler wraps the server a client starts:
 `python -m pyinstrument -r text -o /tmp/stdio.txt -m crm_mcp` as the client's command.
 
@@ -124,17 +127,43 @@ def stop_process(proc: subprocess.Popen[Any], timeout: float = 10.0, interrupt: 
             proc.wait(timeout)
 
 
+# `python -c` this, then the arguments of `python -m crm_mcp`: cProfile with `time.thread_time` as its
+# clock, so a thread preempted inside a system call (a loopback send that wakes the sandbox) is not
+# charged for the time others ran; the stats are written on exit (SIGINT).
+_CPU_PROFILE = """\
+import cProfile, runpy, sys, time
+profiler = cProfile.Profile(time.thread_time)
+sys.argv = ["crm_mcp", *sys.argv[1:]]
+profiler.enable()
+try:
+    runpy.run_module("crm_mcp", run_name="__main__", alter_sys=True)
+finally:
+    profiler.disable()
+    profiler.dump_stats({out!r})
+"""
+
+
 def mcp_server_command(port: int, log_level: str = "info", *, workers: int = 1,
                        profile: Path | None = None, python: str = sys.executable) -> list[str]:
-    """`profile`: run the server under pyinstrument (same process), its text report written there on exit."""
-    profiler = ["-m", "pyinstrument", "-r", "text", "-o", str(profile)] if profile else []
-    return [python, *profiler, "-m", "crm_mcp", "serve", "--http", "--host", HOST, "--port", str(port),
+    """`profile`: run the server under a profiler (same process), its report written there on exit: cProfile's
+    stats for a `.prof` file (deterministic, with call counts), else pyinstrument's text call tree."""
+    if profile is None:
+        entry = ["-m", "crm_mcp"]
+    elif profile.suffix == ".prof":  # cProfile timed by the event loop thread's CPU clock, not the wall clock
+        entry = ["-c", _CPU_PROFILE.format(out=str(profile))]
+    else:
+        entry = ["-m", "pyinstrument", "-r", "text", "-o", str(profile), "-m", "crm_mcp"]
+    return [python, *entry, "serve", "--http", "--host", HOST, "--port", str(port),
             "--log-level", log_level, *(["--workers", str(workers)] if workers != 1 else [])]
 
 
-def mcp_server_env(sandbox_url: str, consumer: str = CONSUMER_ID, *, code: Path = ROOT) -> dict[str, str]:
+def mcp_server_env(sandbox_url: str, consumer: str = CONSUMER_ID, *, code: Path = ROOT,
+                   journal: Path | None = None) -> dict[str, str]:
+    """`journal`: the write journal's file, one per run (the user's own journal would answer a
+    create of an earlier run, within its retry window, with a record its sandbox no longer has)."""
     return {
         **CLEAN_ENV,
+        **({"CRM_MCP_JOURNAL_PATH": str(journal)} if journal is not None else {}),
         "APIDECK_API_KEY": API_KEY,
         "APIDECK_APP_ID": APP_ID,
         "APIDECK_CONSUMER_ID": consumer,
@@ -244,10 +273,10 @@ def running_stack(*, sandbox_inprocess: bool = False, log_level: str = "info", w
             sandbox_url, sandbox_pid = f"http://{HOST}:{sandbox_port}", proc.pid
         port = free_port()
         server_log = Path(tmp) / "server.log"
+        env = mcp_server_env(sandbox_url, code=code, journal=Path(tmp) / "journal.db")
         server = stack.enter_context(
             started(mcp_server_command(port, log_level, workers=workers, profile=profile, python=python),
-                    mcp_server_env(sandbox_url, code=code), port, server_log, cwd=code,
-                    interrupt=profile is not None)
+                    env, port, server_log, cwd=code, interrupt=profile is not None)
         )
         try:
             yield Stack(f"http://{HOST}:{port}/mcp", sandbox_url, server.pid, sandbox_pid, server_log)
@@ -635,7 +664,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--server-python", default=sys.executable,
                         help="the interpreter (virtualenv) the MCP server runs with (default: this one)")
     parser.add_argument("--profile-server", type=Path, default=None, metavar="FILE",
-                        help="run the server under pyinstrument and write its text profile to FILE")
+                        help="run the server under a profiler and write its report to FILE: cProfile stats for "
+                             "FILE.prof, else pyinstrument's text call tree")
     args = parser.parse_args(argv)
     try:
         worker_counts = [int(w) for w in args.workers.split(",")]

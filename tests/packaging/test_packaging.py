@@ -157,12 +157,12 @@ def _site_packages_bytes(root: Path) -> int:
 
 
 def test_the_install_stays_lean(venv: Path, tmp_path: Path) -> None:
-    """What the wheel adds to a bare virtualenv (the README states it). The tokenizer alone is 75 MB;
-    this bound catches it, or another heavy dependency, coming back."""
+    """What the wheel adds to a bare virtualenv (the README states it, 63 MB). The tokenizer
+    alone is 75 MB; this bound catches it, or another heavy dependency, coming back."""
     bare = tmp_path / "bare"
     _run([sys.executable, "-m", "venv", bare], cwd=tmp_path, timeout=120)
     added = _site_packages_bytes(venv) - _site_packages_bytes(bare)
-    assert added < 60_000_000, f"the install adds {added / 1e6:.1f} MB"
+    assert added < 70_000_000, f"the install adds {added / 1e6:.1f} MB"
 
 
 

@@ -28,7 +28,7 @@ from security_support import new_consumer, settings_for
 
 from crm_mcp.config import Settings
 from crm_mcp.http import build_http_app
-from crm_mcp.http_limits import uvicorn_options
+from crm_mcp.http_limits import MAX_HEAD_BYTES, uvicorn_options
 from crm_mcp.server import build_server
 
 # These tests wait out real timeouts (seconds each): slow, so CI runs them with no other worker
@@ -177,6 +177,44 @@ def test_a_header_sent_a_byte_at_a_time_is_cut_off(port: int) -> None:
                 sock.sendall(bytes([byte]))
                 time.sleep(0.05)
                 assert time.monotonic() - started < HEAD_SECONDS + PROMPT, "the server never closed it"
+    finally:
+        sock.close()
+
+
+def test_an_oversized_request_head_gets_400_and_the_connection_closes(port: int) -> None:
+    """A head that grows past MAX_HEAD_BYTES without ending is refused at once (not buffered until
+    the head deadline), while a large body after a normal head is not counted as head."""
+    sock = raw(port)
+    try:
+        sock.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        for number in range(MAX_HEAD_BYTES // 1000 + 2):  # one header line of ~1 KB at a time, never ending
+            sock.sendall(f"X-Padding-{number}: {'p' * 1000}\r\n".encode())
+        response, took = read_until_closed(sock, within=PROMPT)
+        assert status_of(response) == 400 and b"Request head too large" in response, response[:200]
+        assert took < HEAD_SECONDS, took  # refused on size, not by the head deadline
+    finally:
+        sock.close()
+    body = json.dumps({**INITIALIZE, "padding": "p" * (4 * MAX_HEAD_BYTES)}).encode()
+    sock = raw(port)
+    try:  # the head and a body four times the head limit in one write: answered (the token is checked first)
+        sock.sendall(head("POST", token=None, extra=f"Content-Length: {len(body)}\r\n") + body)
+        response, _ = read_until_closed(sock, within=PROMPT)
+        assert status_of(response) == 401, response[:200]
+    finally:
+        sock.close()
+
+
+def test_pipelined_requests_with_large_bodies_are_not_taken_for_large_heads(port: int) -> None:
+    """Only a request's head counts against MAX_HEAD_BYTES: two requests sent back to back, each
+    with a body four times the limit, both get their answer (401: no token)."""
+    body = json.dumps({**INITIALIZE, "padding": "p" * (4 * MAX_HEAD_BYTES)}).encode()
+    one = head("POST", token=None, extra=f"Content-Length: {len(body)}\r\n") + body
+    sock = raw(port)
+    try:
+        sock.sendall(one + one)
+        response, _ = read_until_closed(sock, within=PROMPT)  # closed by the 1 s idle timeout
+        assert response.count(b"HTTP/1.1 401") == 2, response[:300]
+        assert b"Request head too large" not in response
     finally:
         sock.close()
 

@@ -1,7 +1,7 @@
 """The API key never appears in a log record, a tool result (text or structured) or an exception.
 
 Every tool is called with a canary key, valid and invalid, through a real MCP client session, while
-every logger (ours, the SDK's, httpx2/httpcore, uvicorn) is captured at DEBUG; then against a sandbox
+every logger (ours, the SDK's, httpx2/aiohttp, uvicorn) is captured at DEBUG; then against a sandbox
 that accepts only another key (upstream 401 for every tool), through transient and fatal upstream
 failures, and against an unreachable API."""
 
@@ -22,8 +22,8 @@ from crm_mcp.sandbox.server import SandboxServer
 CANARY = "sk_live_CANARY_7f3a9"
 # the key, and pieces of it a partial leak (cut, case-changed) would still show
 CANARY_PIECES = (CANARY.lower(), "canary_7f3a9", "sk_live_canary")
-LOGGERS = ("", "crm_mcp", "mcp", "httpx2", "httpcore", "httpcore2", "h11", "anyio", "uvicorn", "uvicorn.error",
-           "uvicorn.access", "starlette")
+LOGGERS = ("", "crm_mcp", "mcp", "httpx2", "httpcore", "httpcore2", "aiohttp", "h11", "anyio", "uvicorn",
+           "uvicorn.error", "uvicorn.access", "starlette")
 TOOLS = tools()
 
 
@@ -104,7 +104,8 @@ def _assert_clean(audit: Audit, handler: Everything) -> None:
     for text in audit.seen:
         assert not _leaks(text), text[:500]
     assert handler.lines, "no log record was captured: the capture is broken"
-    assert any(line.startswith(("httpx2", "httpcore")) for line in handler.lines), "the HTTP client's logs were missed"
+    http_client = ("httpx2", "httpcore", "aiohttp", "crm_mcp.upstream")  # crm_mcp.upstream_transport
+    assert any(line.startswith(http_client) for line in handler.lines), "the HTTP client's logs were missed"
     for line in handler.lines:
         assert not _leaks(line), line[:500]
 

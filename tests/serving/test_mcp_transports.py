@@ -200,3 +200,29 @@ def test_stdio_lines_that_are_no_message_are_skipped_and_the_next_is_served() ->
     assert "usr_" in answer["result"]["content"][0]["text"]
     assert proc.stdout.read() == b""  # nothing else was written
     assert status == 0
+
+
+async def test_mcp_param_headers_are_checked_only_against_schemas_that_declare_them(
+    sandbox_server: Any, http_server: str
+) -> None:
+    """The SDK checks a tools/call's Mcp-Param-* headers against the `x-mcp-header` declarations of
+    the tool's schema; no schema of ours declares one, so none is handed to it (its walk would find
+    nothing, at 40-135 µs a call), and a stray header changes nothing."""
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    from crm_mcp.server import _declares_mcp_header
+
+    assert _declares_mcp_header({"properties": {"region": {"type": "string", "x-mcp-header": "Region"}}})
+    assert _declares_mcp_header({"anyOf": [{"type": "null"}, {"properties": {"r": {"x-mcp-header": "R"}}}]})
+    server = build_server(sandbox_settings(sandbox_server))
+    assert server.get_tool_input_schema is not None  # set: the SDK never lists tools per call
+    for name in ("list_contacts", "create_contact", "update_opportunity", "log_interaction"):
+        assert server.get_tool_input_schema(name) is None
+    async with (
+        httpx2.AsyncClient(headers={"Mcp-Param-Limit": "999"}) as http,
+        Client(streamable_http_client(http_server, http_client=http), mode="auto") as client,
+    ):
+        page = await client.call_tool("list_users", {"limit": 2})
+        assert not page.is_error, text_of(page)
+        assert text_of(page).count("usr_") >= 2
