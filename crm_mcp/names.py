@@ -14,6 +14,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 TTL_SECONDS = 300.0
@@ -53,6 +54,11 @@ def lists_needed(resource: str, records: Iterable[Mapping[str, Any]]) -> frozens
 def lists_for(resource: str, fields: Collection[str] | None = None) -> frozenset[str]:
     """The lists that records of `resource` can point to (only through `fields`, when a call picks
     them), by the contract's fields: what `lists_needed` can ask for once the records are in."""
+    return _lists_for(resource, None if fields is None else frozenset(fields))
+
+
+@cache
+def _lists_for(resource: str, fields: frozenset[str] | None) -> frozenset[str]:
     if resource in ("users", "pipelines"):
         return frozenset()
     from crm_mcp.operations import resource as resource_info
@@ -60,7 +66,7 @@ def lists_for(resource: str, fields: Collection[str] | None = None) -> frozenset
     info = resource_info(resource)
     known = {*info.weights, *info.read_only_fields, *info.writable_fields}
     if fields is not None:
-        known &= set(fields)
+        known &= fields
     lists = set()
     if "owner_id" in known and "owner_name" not in known:  # a record naming its owner needs no list
         lists.add("users")

@@ -14,8 +14,10 @@
    and the round trip of a tools/call that fails argument validation (stdio + SDK floor, no HTTP).
 2. Start-up. Spawn `python -m crm_mcp` (stdio, embedded sandbox, CRM_MCP_SANDBOX_DB=:memory:),
    speak raw JSON-RPC over its pipes (initialize, notifications/initialized, tools/list) and time
-   spawn -> tools/list response line; compare with spawn -> exit of
-   `python -c "import mcp.server.lowlevel"`. R runs each, interleaved. Target: difference <= 50 ms.
+   spawn -> tools/list response line; compare with spawn -> first line of
+   `python -c "import mcp.server.lowlevel; print()"` (line against line: the interpreter's teardown
+   is in neither). R runs each, interleaved. Target: difference <= 50 ms. Spawn -> exit of the
+   bare import is shown too, for reference.
    Children use a temporary PYTHONPYCACHEPREFIX (bytecode cached as in an installed package, nothing
    written to the tree); one extra row shows the server started as this environment would start it
    from a checkout when PYTHONDONTWRITEBYTECODE is set (crm_mcp compiled from source every time).
@@ -488,7 +490,9 @@ def bench_startup(runs: int, pycache: str) -> dict[str, list[float]]:
 def report_startup(samples: dict[str, list[float]], runs: int) -> bool:
     med = {name: statistics.median(v) for name, v in samples.items()}
     rows = [[name, med[name], min(v), max(v)] for name, v in samples.items()]
-    diff = med[SERVER] - med[BASELINE]
+    # The server is timed to a line (its tools/list answer), so the SDK import is too: its
+    # spawn -> exit adds the interpreter's teardown, which the server's measure never includes.
+    diff = med[SERVER] - med[BASELINE_LINE]
     ok = diff <= STARTUP_TARGET_MS
     print(f"### 2. Start-up ({runs} runs each, interleaved, after 1 warm-up; ms)\n")
     print(table(["measurement", "median", "min", "max"], rows))
@@ -498,13 +502,13 @@ def report_startup(samples: dict[str, list[float]], runs: int) -> bool:
             ["difference (medians)", "ms", f"target <= {STARTUP_TARGET_MS:g} ms"],
             [
                 [
-                    "crm_mcp - import mcp.server.lowlevel (spawn -> exit)",
+                    "crm_mcp - import mcp.server.lowlevel (spawn -> line, no teardown in either)",
                     diff,
                     "yes" if ok else f"NO (+{diff - STARTUP_TARGET_MS:.1f} ms)",
                 ],
                 [
-                    "crm_mcp - import mcp.server.lowlevel (spawn -> line, no teardown in either)",
-                    med[SERVER] - med[BASELINE_LINE],
+                    "crm_mcp - import mcp.server.lowlevel (spawn -> exit: the import's teardown counted too)",
+                    med[SERVER] - med[BASELINE],
                     "(reference)",
                 ],
                 [
