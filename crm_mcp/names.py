@@ -14,7 +14,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import lru_cache
 from typing import Any
 
 TTL_SECONDS = 300.0
@@ -57,7 +57,7 @@ def lists_for(resource: str, fields: Collection[str] | None = None) -> frozenset
     return _lists_for(resource, None if fields is None else frozenset(fields))
 
 
-@cache
+@lru_cache(maxsize=256)  # bounded: `fields` comes from callers
 def _lists_for(resource: str, fields: frozenset[str] | None) -> frozenset[str]:
     if resource in ("users", "pipelines"):
         return frozenset()
