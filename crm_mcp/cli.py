@@ -11,7 +11,6 @@ import argparse
 import json
 import logging
 import sys
-import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -119,29 +118,10 @@ def configure_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
-def start_loading_tls() -> None:
-    """Build the API client's TLS context on another thread, now. Most of it is OpenSSL parsing the
-    CA bundle (20-40 ms), which releases the GIL: on a second core it overlaps the imports this
-    thread does until tools/list, instead of landing on the first tool call. The context is cached
-    (`client.tls_context`); if this fails, the client builds it again and reports what fails."""
-
-    def load() -> None:
-        try:
-            from crm_mcp.client import tls_context
-
-            tls_context()
-        except Exception:  # only a head start
-            pass
-
-    threading.Thread(target=load, name="crm-mcp-tls", daemon=True).start()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     command = args.command or "serve"
-    if command in ("serve", "call"):
-        start_loading_tls()
     if command == "sandbox":
         from crm_mcp.sandbox.server import run_sandbox
 

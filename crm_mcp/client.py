@@ -175,7 +175,7 @@ class ApideckClient:
         self._user_agent = f"crm-mcp/{__version__}"
         self._http = httpx2.AsyncClient(
             transport=transport,
-            verify=tls_context(),
+            verify=tls_context() if self._base_url.startswith("https:") else no_tls_context(),
             timeout=self._timeout,
             limits=limits or DEFAULT_LIMITS,
             follow_redirects=False,  # never send the credentials to another origin
@@ -476,6 +476,14 @@ def tls_context() -> ssl.SSLContext:
     """httpx's default TLS settings, built once per process: building them loads the CA bundle
     (40-80 ms here), which every client (one per server, one per tenant) would pay again."""
     return httpx2.create_ssl_context()
+
+
+@cache
+def no_tls_context() -> ssl.SSLContext:
+    """For an http:// API (the sandbox, a local proxy): no https request is ever made, so no CA
+    bundle is loaded (20-40 ms on the first call); were one made, this context trusts no
+    certificate and it fails."""
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
 
 def _secs(value: float) -> str:

@@ -135,9 +135,10 @@ def build_server(
     async def lifespan(_server: Server[CrmRuntime]) -> AsyncIterator[CrmRuntime]:
         runtime = CrmRuntime(settings, transport=transport, client_options=client_options)
         async with anyio.create_task_group() as tg:
-            # While the client initializes and lists tools, the API client is made (its TLS context
-            # was loaded at start-up, see `cli.start_loading_tls`), unless the embedded sandbox must
-            # start first: it starts on the first call, so that start-up never waits for it.
+            # While the client initializes and lists tools, a thread makes the API client (for an
+            # https API, OpenSSL loads the CA bundle there, mostly without the GIL), unless the
+            # embedded sandbox must start first: it starts on the first call, so that start-up
+            # never waits for it.
             if not settings.sandbox:
                 tg.start_soon(_prepare, runtime)
             try:
