@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from crm_mcp import names as name_cache
 from crm_mcp.errors import InvalidArgumentError
@@ -69,31 +70,32 @@ async def names_for(run: Run, client: Any, resource: str, records: list[dict[str
 async def call_with_names(run: Run, client: Any, op: Operation, fields: list[str] | str | None,
                           overrides: dict[str, Any], **call: Any) -> Any:
     """`client.call(op, **call)`; on the tenant's first read of records that point to users or
-    pipelines, the lists that name them are read at the same time instead of after it (one
-    upstream round trip less on the first call; `names_for` then finds them cached)."""
+    pipelines, the lists that name them are read while it runs instead of after it (one upstream
+    round trip less on the first call; `names_for` then finds them cached). A call the client
+    refuses before sending (a bad argument) sends no names read either."""
     key = tenant_of(run, overrides)
     lists = name_cache.CACHE.missing(key, name_cache.lists_for(op.resource, None if fields in (None, "*") else fields))
     if not lists:
         return await client.call(op, **call)
-    sent = {k: v for k, v in overrides.items() if v}
+    outcome: dict[str, Any] = {}
 
-    async def read_names() -> None:
+    async def read_records() -> None:
         try:
-            await name_cache.CACHE.names(key, client, lists, sent)
-        except Exception:  # only a head start: names_for reads them again after the records
-            log.debug("reading the names along with the records failed", exc_info=True)
-
-    failed: Exception | None = None
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(read_names)
-        try:
-            response = await client.call(op, **call)
+            outcome["response"] = await client.call(op, **call)
         except Exception as exc:  # raised below, unwrapped (a task group would group it)
-            failed = exc
-            tg.cancel_scope.cancel()
-    if failed is not None:
-        raise failed
-    return response
+            outcome["error"] = exc
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(read_records)
+        await anyio.lowlevel.checkpoint()  # the call's own checks run (and may refuse it) before any names read
+        if "error" not in outcome:
+            try:
+                await name_cache.CACHE.names(key, client, lists, {k: v for k, v in overrides.items() if v})
+            except Exception:  # only a head start: names_for reads them again after the records
+                log.debug("reading the names along with the records failed", exc_info=True)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["response"]
 
 
 async def run_operation(run: Run, op: Operation, args: Any) -> ToolResult:
