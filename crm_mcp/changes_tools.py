@@ -32,7 +32,7 @@ ChangeId = Annotated[str, Field(pattern=r"^chg_[A-Za-z0-9_-]{1,64}$")]
 
 
 class _Args(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
     # per-call consumer switching, off by default (crm_mcp.tool_args): unlisted and refused
     consumer_id: SwitchingOff = None

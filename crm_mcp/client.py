@@ -178,7 +178,8 @@ class ApideckClient:
         limits = limits or DEFAULT_LIMITS
         if transport is None:  # httpx2's interface over aiohttp's pool: a third of the CPU per request
             transport = AiohttpTransport(
-                ssl_context=tls_context(),
+                # an http:// API (the sandbox, a local proxy) needs no CA bundle (20-40 ms to load)
+                ssl_context=tls_context() if self._base_url.startswith("https:") else no_tls_context(),
                 max_connections=limits.max_connections or 0,  # 0: no limit, as None in httpx2
                 keepalive_expiry=limits.keepalive_expiry,
             )
@@ -488,6 +489,14 @@ def tls_context() -> ssl.SSLContext:
     """httpx's default TLS settings, built once per process: building them loads the CA bundle
     (40-80 ms here), which every client (one per server, one per tenant) would pay again."""
     return httpx2.create_ssl_context()
+
+
+@cache
+def no_tls_context() -> ssl.SSLContext:
+    """For an http:// API (the sandbox, a local proxy): no https request is ever made, so no CA
+    bundle is loaded (20-40 ms on the first call); were one made, this context trusts no
+    certificate and it fails."""
+    return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 
 
 def _secs(value: float) -> str:

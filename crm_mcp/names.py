@@ -12,8 +12,9 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 TTL_SECONDS = 300.0
@@ -50,6 +51,30 @@ def lists_needed(resource: str, records: Iterable[Mapping[str, Any]]) -> frozens
     return frozenset(need) if resource not in ("users", "pipelines") else frozenset()
 
 
+def lists_for(resource: str, fields: Collection[str] | None = None) -> frozenset[str]:
+    """The lists that records of `resource` can point to (only through `fields`, when a call picks
+    them), by the contract's fields: what `lists_needed` can ask for once the records are in."""
+    return _lists_for(resource, None if fields is None else frozenset(fields))
+
+
+@lru_cache(maxsize=256)  # bounded: `fields` comes from callers
+def _lists_for(resource: str, fields: frozenset[str] | None) -> frozenset[str]:
+    if resource in ("users", "pipelines"):
+        return frozenset()
+    from crm_mcp.operations import resource as resource_info
+
+    info = resource_info(resource)
+    known = {*info.weights, *info.read_only_fields, *info.writable_fields}
+    if fields is not None:
+        known &= fields
+    lists = set()
+    if "owner_id" in known and "owner_name" not in known:  # a record naming its owner needs no list
+        lists.add("users")
+    if known & {"pipeline_id", "pipeline_stage_id"}:
+        lists.add("pipelines")
+    return frozenset(lists)
+
+
 def tenant_key(api_key: str, app_id: str, consumer_id: str | None, service_id: str | None, base_url: str) -> str:
     """The cache key of one tenant and consumer: a hash, so the cache holds no credential."""
     parts = "\0".join(x or "" for x in (base_url, api_key, app_id, consumer_id, service_id))
@@ -81,6 +106,12 @@ class NameCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def missing(self, key: str, lists: Iterable[str]) -> frozenset[str]:
+        """Which of `lists` the tenant `key` has no fresh names for."""
+        expires, tables = self._entries.get(key, (0.0, {}))
+        fresh = tables if expires > self._clock() else {}
+        return frozenset(kind for kind in lists if kind not in fresh)
 
     def forget(self, key: str) -> None:
         """Drop a tenant's names (after a write to its users or pipelines)."""

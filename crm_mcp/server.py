@@ -63,18 +63,9 @@ def wire_tool(tool: Tool) -> types.Tool:
 
 async def _prepare(runtime: CrmRuntime) -> None:
     try:
-        await anyio.to_thread.run_sync(_import_call_path)
-        if not runtime.settings.sandbox:
-            await runtime.client()
+        await runtime.client()
     except Exception:  # only a head start: the first call does it again and reports what fails
         log.debug("preparing the first call failed", exc_info=True)
-
-
-def _import_call_path() -> None:
-    import httpcore2  # noqa: F401  (httpx2 imports its transport stack on its first client)
-
-    import crm_mcp.render
-    import crm_mcp.run_operation  # noqa: F401
 
 
 def _with_consumer_arguments(tool: Tool) -> Tool:
@@ -151,10 +142,12 @@ def build_server(
     async def lifespan(_server: Server[CrmRuntime]) -> AsyncIterator[CrmRuntime]:
         runtime = CrmRuntime(settings, transport=transport, client_options=client_options)
         async with anyio.create_task_group() as tg:
-            # While the client initializes and lists tools, a thread prepares what the first call
-            # would otherwise wait for (~100 ms): the call path's modules and, unless the embedded
-            # sandbox must start first (it starts on the first call), the API client itself.
-            tg.start_soon(_prepare, runtime)
+            # While the client initializes and lists tools, a thread makes the API client (for an
+            # https API, OpenSSL loads the CA bundle there, mostly without the GIL), unless the
+            # embedded sandbox must start first: it starts on the first call, so that start-up
+            # never waits for it.
+            if not settings.sandbox:
+                tg.start_soon(_prepare, runtime)
             try:
                 yield runtime
             finally:

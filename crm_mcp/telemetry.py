@@ -29,9 +29,9 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, NamedTuple, ParamSpec, TypeVar
 
-from opentelemetry import metrics, trace
+from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -48,27 +48,52 @@ STATUS = "crm_mcp.tool.status"  # ok, an HTTP status, invalid-arguments, interna
 REQUEST_ID = "crm_mcp.upstream.request_id"  # the API's request id of the call's last answer
 
 _tracer = trace.get_tracer("crm_mcp", __version__)
-_meter = metrics.get_meter("crm_mcp", __version__)
-_calls = _meter.create_counter("crm_mcp.tool.calls", unit="{call}", description="Tool calls")
-_errors = _meter.create_counter("crm_mcp.tool.errors", unit="{call}", description="Tool calls that failed")
-_duration = _meter.create_histogram("crm_mcp.tool.duration", unit="s", description="Tool call duration")
-_upstream_duration = _meter.create_histogram(
-    "http.client.request.duration", unit="s", description="Upstream (Apideck API) request duration"
-)
 # Only the W3C trace context goes upstream: baggage a client sent in _meta is its own data, not
 # something to hand to a third party's API.
 _upstream_propagator = TraceContextTextMapPropagator()
 
-try:  # the API's stand-in until a meter provider is set (not exported by name)
-    from opentelemetry.metrics._internal import _ProxyMeterProvider as _UNSET_METER_PROVIDER
-except ImportError:  # moved in some later API: never step aside, the API's no-op still applies
-    _UNSET_METER_PROVIDER = type(None)  # type: ignore[assignment,misc]
+
+class _Instruments(NamedTuple):
+    calls: Any
+    errors: Any
+    duration: Any
+    upstream_duration: Any
+
+
+@functools.cache
+def _instruments() -> _Instruments:
+    """The call metrics, created on first use: the metrics API is imported only by a server that
+    records them (a few ms of start-up otherwise)."""
+    from opentelemetry import metrics
+
+    meter = metrics.get_meter("crm_mcp", __version__)
+    return _Instruments(
+        meter.create_counter("crm_mcp.tool.calls", unit="{call}", description="Tool calls"),
+        meter.create_counter("crm_mcp.tool.errors", unit="{call}", description="Tool calls that failed"),
+        meter.create_histogram("crm_mcp.tool.duration", unit="s", description="Tool call duration"),
+        meter.create_histogram(
+            "http.client.request.duration", unit="s", description="Upstream (Apideck API) request duration"
+        ),
+    )
+
+
+def _metrics_off() -> bool:
+    """No meter provider installed. Installing one takes importing the metrics API, or naming one in
+    OTEL_PYTHON_METER_PROVIDER (which the API reads itself): without either, none can be."""
+    if "opentelemetry.metrics" not in sys.modules and not os.environ.get("OTEL_PYTHON_METER_PROVIDER"):
+        return True
+    from opentelemetry import metrics
+
+    try:  # the API's stand-in until a meter provider is set (not exported by name)
+        from opentelemetry.metrics._internal import _ProxyMeterProvider as unset
+    except ImportError:  # moved in some later API: never step aside, the API's no-op still applies
+        return False
+    return isinstance(metrics.get_meter_provider(), unset)
 
 
 def _off() -> bool:
     """No provider installed (the SDK is absent or not configured): nothing would be recorded."""
-    return isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider) and isinstance(
-        metrics.get_meter_provider(), _UNSET_METER_PROVIDER)
+    return isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider) and _metrics_off()
 
 
 # ---------------------------------------------------------------------------------------- tool calls
@@ -104,10 +129,11 @@ def _record_call(span: trace.Span, tool: str, result: Any, seconds: float) -> No
         status = "input-required"
     status = str(status if status is not None else ("error" if failed else "ok"))
     labels = {TOOL: tool, STATUS: status}
-    _calls.add(1, labels)
+    instruments = _instruments()
+    instruments.calls.add(1, labels)
     if failed:
-        _errors.add(1, labels)
-    _duration.record(seconds, labels)
+        instruments.errors.add(1, labels)
+    instruments.duration.record(seconds, labels)
     if not span.is_recording():
         return
     span.set_attribute(STATUS, status)
@@ -148,7 +174,7 @@ def upstream_span(request: httpx2.Request, route: str) -> Iterator[Callable[[Any
                 found["error.type"] = str(status) if status is not None and status >= 400 else type(error).__name__
 
         yield done
-        _upstream_duration.record(time.perf_counter() - started, {**labels, **found})
+        _instruments().upstream_duration.record(time.perf_counter() - started, {**labels, **found})
         if span.is_recording():
             span.set_attributes(found)
             if "error.type" in found:
@@ -182,6 +208,7 @@ def configure(env: Mapping[str, str] | None = None) -> bool:
     if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         return False  # someone installed one already (e.g. opentelemetry-instrument): use it
     try:
+        from opentelemetry import metrics
         from opentelemetry.exporter.otlp.proto.http import Compression  # noqa: F401  (the extra's exporter)
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader

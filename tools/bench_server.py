@@ -14,8 +14,10 @@
    and the round trip of a tools/call that fails argument validation (stdio + SDK floor, no HTTP).
 2. Start-up. Spawn `python -m crm_mcp` (stdio, embedded sandbox, CRM_MCP_SANDBOX_DB=:memory:),
    speak raw JSON-RPC over its pipes (initialize, notifications/initialized, tools/list) and time
-   spawn -> tools/list response line; compare with spawn -> exit of
-   `python -c "import mcp.server.lowlevel"`. R runs each, interleaved. Target: difference <= 50 ms.
+   spawn -> tools/list response line; compare with spawn -> first line of
+   `python -c "import mcp.server.lowlevel; print()"` (line against line: the interpreter's teardown
+   is in neither). R runs each, interleaved. Target: difference <= 50 ms. Spawn -> exit of the
+   bare import is shown too, for reference.
    Children use a temporary PYTHONPYCACHEPREFIX (bytecode cached as in an installed package, nothing
    written to the tree); one extra row shows the server started as this environment would start it
    from a checkout when PYTHONDONTWRITEBYTECODE is set (crm_mcp compiled from source every time).
@@ -488,7 +490,9 @@ def bench_startup(runs: int, pycache: str) -> dict[str, list[float]]:
 def report_startup(samples: dict[str, list[float]], runs: int) -> bool:
     med = {name: statistics.median(v) for name, v in samples.items()}
     rows = [[name, med[name], min(v), max(v)] for name, v in samples.items()]
-    diff = med[SERVER] - med[BASELINE]
+    # The server is timed to a line (its tools/list answer), so the SDK import is too: its
+    # spawn -> exit adds the interpreter's teardown, which the server's measure never includes.
+    diff = med[SERVER] - med[BASELINE_LINE]
     ok = diff <= STARTUP_TARGET_MS
     print(f"### 2. Start-up ({runs} runs each, interleaved, after 1 warm-up; ms)\n")
     print(table(["measurement", "median", "min", "max"], rows))
@@ -498,13 +502,13 @@ def report_startup(samples: dict[str, list[float]], runs: int) -> bool:
             ["difference (medians)", "ms", f"target <= {STARTUP_TARGET_MS:g} ms"],
             [
                 [
-                    "crm_mcp - import mcp.server.lowlevel (spawn -> exit)",
+                    "crm_mcp - import mcp.server.lowlevel (spawn -> line, no teardown in either)",
                     diff,
                     "yes" if ok else f"NO (+{diff - STARTUP_TARGET_MS:.1f} ms)",
                 ],
                 [
-                    "crm_mcp - import mcp.server.lowlevel (spawn -> line, no teardown in either)",
-                    med[SERVER] - med[BASELINE_LINE],
+                    "crm_mcp - import mcp.server.lowlevel (spawn -> exit: the import's teardown counted too)",
+                    med[SERVER] - med[BASELINE],
                     "(reference)",
                 ],
                 [
@@ -534,9 +538,10 @@ def bench_first_call(sandbox: SandboxServer, runs: int, pycache: str) -> dict[st
         "APIDECK_BASE_URL": sandbox.base_url,
     }
     time_session(env, 2)  # warm-up: bytecode cache, the consumer's seeded data
-    samples: dict[str, list[float]] = {"first": [], "warm": []}
+    samples: dict[str, list[float]] = {"first": [], "warm": [], "startup": []}
     for _ in range(runs):
         times = time_session(env, 1 + WARM_CALLS)
+        samples["startup"].append(ms(times[0]))
         samples["first"].append(ms(times[1]))
         samples["warm"].append(statistics.median(ms(t) for t in times[2:]))
     return samples
@@ -549,6 +554,9 @@ def report_first_call(samples: dict[str, list[float]], runs: int) -> bool:
     print(table(["measurement", "median", "min", "max"], [
         ["first tools/call after tools/list", first, min(samples["first"]), max(samples["first"])],
         [f"warm tools/call (median of the {WARM_CALLS} after it)", warm, min(samples["warm"]), max(samples["warm"])],
+        ["(reference) spawn -> tools/list answer of these sessions: with API credentials the lifespan makes "
+         "the API client meanwhile (part 2 starts the embedded sandbox, which waits for the first call)",
+         statistics.median(samples["startup"]), min(samples["startup"]), max(samples["startup"])],
     ]))
     print()
     verdict = "yes" if ok else f"NO (+{first - warm - FIRST_CALL_TARGET_MS:.1f} ms)"

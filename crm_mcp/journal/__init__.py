@@ -47,22 +47,50 @@ transactions per write (tools/bench_journal.py). A preview makes no upstream wri
 
 from __future__ import annotations
 
-from crm_mcp.config import Settings
-from crm_mcp.journal.changes import ChangesArgumentError, ChangesDigest, crm_changes
-from crm_mcp.journal.duplicates import DuplicateCheck, find_duplicates
-from crm_mcp.journal.factory import scope_for, store_from_settings, tenant_fingerprint
-from crm_mcp.journal.preview import Preview, preview_write
-from crm_mcp.journal.store import Change, JournalStore, PurgeCounts, Scope
-from crm_mcp.journal.undo import UndoConflict, UndoError, UndoResult
-from crm_mcp.journal.writes import (
-    BeforeWrite,
-    PendingWrite,
-    PossibleDuplicates,
-    Replay,
-    WriteJournal,
-    change_note,
-    describe_changes,
-)
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from crm_mcp.config import Settings
+    from crm_mcp.journal.changes import ChangesArgumentError, ChangesDigest, crm_changes
+    from crm_mcp.journal.duplicates import DuplicateCheck, find_duplicates
+    from crm_mcp.journal.factory import scope_for, store_from_settings, tenant_fingerprint
+    from crm_mcp.journal.preview import Preview, preview_write
+    from crm_mcp.journal.store import Change, JournalStore, PurgeCounts, Scope
+    from crm_mcp.journal.undo import UndoConflict, UndoError, UndoResult
+    from crm_mcp.journal.writes import (
+        BeforeWrite,
+        PendingWrite,
+        PossibleDuplicates,
+        Replay,
+        WriteJournal,
+        change_note,
+        describe_changes,
+    )
+
+# What this package offers, by the module that defines it. Imported on first use (PEP 562), so
+# that a server which only reads, and the tool registry at start-up, never load the journal.
+_FROM = {
+    "changes": ("ChangesArgumentError", "ChangesDigest", "crm_changes"),
+    "duplicates": ("DuplicateCheck", "find_duplicates"),
+    "factory": ("scope_for", "store_from_settings", "tenant_fingerprint"),
+    "preview": ("Preview", "preview_write"),
+    "store": ("Change", "JournalStore", "PurgeCounts", "Scope"),
+    "undo": ("UndoConflict", "UndoError", "UndoResult"),
+    "writes": ("BeforeWrite", "PendingWrite", "PossibleDuplicates", "Replay", "WriteJournal", "change_note",
+               "describe_changes"),
+}
+_MODULE_OF = {name: module for module, names in _FROM.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "BeforeWrite",
@@ -95,6 +123,9 @@ __all__ = [
 
 async def open_journal(settings: Settings) -> WriteJournal:
     """The server's journal, opened (schema created or migrated); close it with `journal.store.aclose()`."""
+    from crm_mcp.journal.factory import store_from_settings
+    from crm_mcp.journal.writes import WriteJournal
+
     store = store_from_settings(settings)
     await store.open()
     return WriteJournal(store, secrets=settings.secrets)

@@ -17,22 +17,27 @@ from __future__ import annotations
 import json
 import math
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-from openapi_schema_validator import OAS30WriteValidator, oas30_format_checker
 from pydantic import ValidationError
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT4
 
 from crm_mcp.operations import Operation, model, resource, spec_path
 from crm_mcp.sandbox.errors import bad_request, invalid
+
+if TYPE_CHECKING:
+    from referencing import Registry
+
+# The contract and its validators (yaml, openapi-schema-validator, jsonschema, referencing: ~60-90 ms
+# to import) are loaded on the first request body to check: a sandbox that only serves reads,
+# as on an MCP session's first call, never loads them.
 
 __all__ = ["load_spec", "validate_body"]
 
 
 @cache
 def load_spec() -> dict[str, Any]:
+    import yaml
+
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     with open(spec_path(), encoding="utf-8") as fh:
         spec: dict[str, Any] = yaml.load(fh, Loader=loader)
@@ -41,6 +46,9 @@ def load_spec() -> dict[str, Any]:
 
 @cache
 def _registry() -> Registry:
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT4
+
     return Registry().with_resource("spec", Resource.from_contents(load_spec(), default_specification=DRAFT4))
 
 
@@ -48,6 +56,8 @@ def _registry() -> Registry:
 def _schema_validator(path: str, method: str) -> Any:
     body = load_spec()["paths"][path][method.lower()]["requestBody"]
     ref = body["content"]["application/json"]["schema"]["$ref"]
+    from openapi_schema_validator import OAS30WriteValidator, oas30_format_checker
+
     return OAS30WriteValidator({"$ref": f"spec{ref}"}, registry=_registry(), format_checker=oas30_format_checker)
 
 

@@ -10,7 +10,7 @@ from crm_mcp.tool_args import RecordId, SwitchingOff, check_moment
 
 
 class _Args(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
     # per-call consumer switching, off by default (crm_mcp.tool_args): unlisted and refused
     consumer_id: SwitchingOff = None

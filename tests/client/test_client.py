@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -943,3 +944,21 @@ async def test_sandbox_pages_cover_every_record_once(sandbox: Any) -> None:
             ids.extend(c["id"] for c in page.body["data"])
     assert ids and len(ids) == len(set(ids))
     assert len(ids) > 50
+
+
+def test_an_http_api_loads_no_ca_bundle_and_its_context_trusts_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading the CA bundle costs the first call 20-40 ms: only an https API gets it. The context an
+    http:// API gets instead verifies certificates and host names against no CA at all, so an
+    https request through it could only fail."""
+    from crm_mcp import client as client_module
+
+    loaded: list[bool] = []
+    real = client_module.tls_context
+    monkeypatch.setattr(client_module, "tls_context", lambda: loaded.append(True) or real())
+    ApideckClient(api_key=KEY, app_id=APP, consumer_id=CONSUMER, base_url="http://127.0.0.1:4010")
+    assert loaded == []
+    ApideckClient(api_key=KEY, app_id=APP, consumer_id=CONSUMER, base_url="https://unify.apideck.com")
+    assert loaded == [True]
+    trusts_nothing = client_module.no_tls_context()
+    assert trusts_nothing.verify_mode == ssl.CERT_REQUIRED and trusts_nothing.check_hostname
+    assert trusts_nothing.cert_store_stats()["x509_ca"] == 0

@@ -153,6 +153,54 @@ async def test_rows_name_their_company_and_owner_with_one_users_call(
     assert users_calls(transport) == 1  # one list of users for every row of every page
 
 
+class OrderRecording(ContractCheckingTransport):
+    """Records when each request goes out and when its answer is back, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[tuple[str, str]] = []
+
+    async def handle_async_request(self, request: Any) -> Any:
+        self.events.append(("sent", request.url.path))
+        response = await super().handle_async_request(request)
+        self.events.append(("answered", request.url.path))
+        return response
+
+
+async def test_the_first_read_reads_the_names_along_with_the_records(settings: Settings) -> None:
+    """A tenant's first read of records that point to users does not wait for the records before
+    asking for the users: both requests are out before the records are back, and the rows of that
+    very first answer carry the names."""
+    transport = OrderRecording()
+    async with Client(build_server(settings, transport=transport)) as client:
+        _, rows = table(await call(client, "list_companies", {"limit": 2, "fields": ["owner_id"]}))
+        assert rows["com_001"] == ["com_001", "usr_02 (Marcus Reid)"]
+        _, rows = table(await call(client, "list_opportunities", {"limit": 2}))
+        assert rows["opp_001"][2] == "stg_nb_proposal (Proposal)"
+    events = transport.events
+    assert events.index(("sent", "/crm/users")) < events.index(("answered", "/crm/companies"))
+    assert events.index(("sent", "/crm/pipelines")) < events.index(("answered", "/crm/opportunities"))
+    assert [e for e in events if e[1] in ("/crm/users", "/crm/pipelines")] == [
+        ("sent", "/crm/users"), ("answered", "/crm/users"), ("sent", "/crm/pipelines"), ("answered", "/crm/pipelines"),
+    ]  # each list read once: the second read found the users cached
+
+
+async def test_a_read_that_leaves_the_owner_out_reads_no_users(
+    client: Client, transport: ContractCheckingTransport
+) -> None:
+    _, rows = table(await call(client, "list_companies", {"limit": 2, "fields": ["name"]}))
+    assert rows["com_001"] == ["com_001", "Acme Corporation"]
+    assert users_calls(transport) == 0
+
+
+def test_the_lists_a_resource_can_point_to_come_from_its_fields() -> None:
+    assert names.lists_for("contacts") == {"users"}
+    assert names.lists_for("opportunities") == {"users", "pipelines"}
+    assert names.lists_for("opportunities", ["title", "pipeline_stage_id"]) == {"pipelines"}
+    assert names.lists_for("leads") == set()  # a lead names its owner itself (owner_name)
+    assert names.lists_for("users") == names.lists_for("pipelines") == set()
+
+
 async def test_the_names_are_kept_per_consumer_and_for_a_while(
     sandbox_server: Any, fresh_names: names.NameCache, monkeypatch: pytest.MonkeyPatch
 ) -> None:

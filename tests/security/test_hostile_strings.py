@@ -92,12 +92,29 @@ def world(sandbox_server: Any) -> Iterator[World]:
         yield World(session, transport, a, b, sandbox_server, snapshot(sandbox_server.base_url, b), b_contact)
 
 
+# A tenant's first read also reads the users and pipelines that name its records (crm_mcp.names),
+# alongside the tool's own request: fixed paths and query, whatever the tool was given.
+NAMES_READS = (b"/crm/users?limit=200", b"/crm/pipelines?limit=200")
+
+
 def sent_by(world: World, name: str, arguments: dict[str, Any]) -> tuple[Any, list[httpx2.Request]]:
-    """Call a tool; return its result and the requests it made."""
+    """Call a tool; return its result and the requests it made for it. A names read it made
+    along the way is checked here (fixed path and query, the same tenant headers as the tool's
+    own request) and left out."""
     before = len(world.transport.requests)
     result = world.session.call(name, arguments)
     assert not internal_details(text_of(result)), text_of(result)
-    return result, world.transport.requests[before:]
+    sent = world.transport.requests[before:]
+    own = [r for r in sent if r.url.raw_path not in NAMES_READS]
+    for request in sent:
+        if request.url.raw_path in NAMES_READS:
+            # only beside a request of the tool's own: a call refused before sending sends no names read
+            assert request.method == "GET" and own, (request.url, name, arguments, text_of(result)[:200])
+            names = {k.lower() for k in request.headers}
+            assert names <= ALLOWED_HEADERS, names - ALLOWED_HEADERS
+            for header in ("authorization", "x-apideck-consumer-id", "x-apideck-service-id"):
+                assert request.headers.get_list(header) == own[0].headers.get_list(header), header
+    return result, own
 
 
 def check_headers(world: World, request: httpx2.Request, consumer: str, service: str | None = None) -> None:
