@@ -19,7 +19,7 @@ from typing import Any
 
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from crm_mcp.config import Settings
 
@@ -80,18 +80,45 @@ class _GuardedProtocol(HttpToolsProtocol):
     # None while no head is being received. Counted by whole reads: a read that carries the end of
     # a pipelined body and the next head counts both.
     _head_bytes: int | None = 0
+    _refused = False  # a 400 was sent: what still arrives is read and dropped until the close
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
         self._arm_head_deadline()
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
         super().data_received(data)
         if self._head_bytes is not None and self.parser is not None and not self.transport.is_closing():
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
                 log.info("refused a request whose head is larger than %d bytes", MAX_HEAD_BYTES)
                 self.send_400_response("Request head too large.")
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's 400 (an oversized head, or no HTTP at all), closed lingering: closed at once
+        with the client's bytes still arriving, the kernel resets the connection, and a reset can
+        discard the 400 before the client has read it. So the answer is sent with the end of our
+        side (FIN), and what the client still sends is dropped for up to DRAIN_SECONDS, until it
+        closes its side."""
+        if self._refused:
+            return
+        self._refused = True
+        defaults = self.server_state.default_headers
+        self.transport.write(b"".join([
+            STATUS_LINE[400],
+            *(name + b": " + value + b"\r\n" for name, value in defaults),
+            b"content-type: text/plain; charset=utf-8\r\n",
+            b"content-length: %d\r\n" % len(msg),
+            b"connection: close\r\n\r\n",
+            msg.encode("ascii"),
+        ]))
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self.loop.call_later(DRAIN_SECONDS, self.transport.close)
+        else:
+            self.transport.close()
 
     def on_message_begin(self) -> None:
         self._head_bytes = 0

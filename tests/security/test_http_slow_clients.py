@@ -189,6 +189,8 @@ def test_an_oversized_request_head_gets_400_and_the_connection_closes(port: int)
         sock.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         for number in range(MAX_HEAD_BYTES // 1000 + 2):  # one header line of ~1 KB at a time, never ending
             sock.sendall(f"X-Padding-{number}: {'p' * 1000}\r\n".encode())
+        time.sleep(0.2)  # refused by now; what the client still sends must not reset the answer away
+        sock.sendall(b"X-Late: " + b"p" * 8000 + b"\r\n")
         response, took = read_until_closed(sock, within=PROMPT)
         assert status_of(response) == 400 and b"Request head too large" in response, response[:200]
         assert took < HEAD_SECONDS, took  # refused on size, not by the head deadline
