@@ -1,9 +1,10 @@
 """Async client for the Apideck CRM unified API.
 
-One `ApideckClient` per server holds one `httpx2.AsyncClient` (one connection pool, aiohttp's:
-`crm_mcp.upstream_transport`). `call()` runs one operation of the generated table: it builds the
-request line (single-segment path parameters, deepObject query), sets the contract's headers, sends,
-retries what is safe to retry, and turns an error answer into a typed `crm_mcp.errors.CrmError`.
+One `ApideckClient` per server holds one `httpx2.AsyncClient` (one connection pool: httpx2's own,
+or in HTTP serving aiohttp's, `crm_mcp.upstream_transport`). `call()` runs one operation of the
+generated table: it builds the request line (single-segment path parameters, deepObject query),
+sets the contract's headers, sends, retries what is safe to retry, and turns an error answer into
+a typed `crm_mcp.errors.CrmError`.
 
 Retry rules (`RetryPolicy`):
 
@@ -39,7 +40,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cache
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import anyio
 import httpx2
@@ -61,7 +62,6 @@ from crm_mcp.errors import (
 from crm_mcp.generated.operations import OPERATIONS, Operation
 from crm_mcp.querystring import ArgumentError, check_header_value, encode_query, expand_path
 from crm_mcp.redaction import redact
-from crm_mcp.upstream_transport import AiohttpTransport
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -80,8 +80,8 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "PATC
 # A page of 200 full records is well under 1 MB; decoding 4 MB of small JSON objects takes ~100 MB.
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 MAX_JSON_DEPTH = 64  # deeper answers are refused: nothing in the contract nests past ~6 levels
-# Enough connections that a burst of slow upstream calls leaves room for the others (the pool is
-# aiohttp's, see `crm_mcp.upstream_transport`: it keeps every idle connection until keepalive_expiry).
+# Enough connections that a burst of slow upstream calls leaves room for the others (aiohttp's pool,
+# see `crm_mcp.upstream_transport`, keeps every idle connection until keepalive_expiry).
 DEFAULT_LIMITS = httpx2.Limits(max_connections=128, keepalive_expiry=30)
 
 # Transport failures that happen before a single byte of the request is sent.
@@ -159,6 +159,7 @@ class ApideckClient:
         retry: RetryPolicy | None = None,
         transport: httpx2.AsyncBaseTransport | None = None,
         *,
+        pool: Literal["httpx2", "aiohttp"] = "httpx2",
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
         write_timeout: float = 30.0,
@@ -176,15 +177,22 @@ class ApideckClient:
         self._max_response_bytes = max_response_bytes
         self._user_agent = f"crm-mcp/{__version__}"
         limits = limits or DEFAULT_LIMITS
-        if transport is None:  # httpx2's interface over aiohttp's pool: a third of the CPU per request
+        # an http:// API (the sandbox, a local proxy) needs no CA bundle (20-40 ms to load)
+        verify = tls_context() if self._base_url.startswith("https:") else no_tls_context()
+        if transport is None and pool == "aiohttp":
+            # HTTP serving (crm_mcp.cli): less than half the CPU per request of httpx2's own pool, but
+            # ~110 ms to import, which a desktop server (stdio) would pay at start-up or first call
+            from crm_mcp.upstream_transport import AiohttpTransport
+
             transport = AiohttpTransport(
-                # an http:// API (the sandbox, a local proxy) needs no CA bundle (20-40 ms to load)
-                ssl_context=tls_context() if self._base_url.startswith("https:") else no_tls_context(),
+                ssl_context=verify,
                 max_connections=limits.max_connections or 0,  # 0: no limit, as None in httpx2
                 keepalive_expiry=limits.keepalive_expiry,
             )
         self._http = httpx2.AsyncClient(
             transport=transport,
+            verify=verify,
+            limits=limits,
             timeout=self._timeout,
             follow_redirects=False,  # never send the credentials to another origin
         )

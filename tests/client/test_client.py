@@ -756,10 +756,10 @@ def silent_server() -> Iterator[str]:
 
 
 @pytest.mark.anyio
-async def test_real_connection_refused_is_retried_for_a_create() -> None:
+async def test_real_connection_refused_is_retried_for_a_create(pool: str) -> None:
     fake = FakeTime()
     retry = RetryPolicy(max_attempts=3, sleep=fake.sleep, clock=fake.clock, random=lambda: 0.0)
-    client = ApideckClient(KEY, APP, CONSUMER, base_url=f"http://127.0.0.1:{_free_port()}", retry=retry)
+    client = ApideckClient(KEY, APP, CONSUMER, base_url=f"http://127.0.0.1:{_free_port()}", retry=retry, pool=pool)
     async with client:
         with pytest.raises(E.NetworkError) as info:
             await client.call(CREATE_CONTACT, body={"first_name": "Ada"})
@@ -768,8 +768,8 @@ async def test_real_connection_refused_is_retried_for_a_create() -> None:
 
 
 @pytest.mark.anyio
-async def test_real_read_timeout_on_a_create_is_uncertain(silent_server: str) -> None:
-    client = ApideckClient(KEY, APP, CONSUMER, base_url=silent_server, read_timeout=0.3)
+async def test_real_read_timeout_on_a_create_is_uncertain(silent_server: str, pool: str) -> None:
+    client = ApideckClient(KEY, APP, CONSUMER, base_url=silent_server, read_timeout=0.3, pool=pool)
     async with client:
         t0 = time.perf_counter()
         with pytest.raises(E.UncertainWriteError) as info:
@@ -778,8 +778,8 @@ async def test_real_read_timeout_on_a_create_is_uncertain(silent_server: str) ->
 
 
 @pytest.mark.anyio
-async def test_real_slow_read_is_cancelled_promptly(silent_server: str) -> None:
-    client = ApideckClient(KEY, APP, CONSUMER, base_url=silent_server)
+async def test_real_slow_read_is_cancelled_promptly(silent_server: str, pool: str) -> None:
+    client = ApideckClient(KEY, APP, CONSUMER, base_url=silent_server, pool=pool)
     async with client:
         t0 = time.perf_counter()
         with anyio.move_on_after(0.3):
@@ -962,3 +962,17 @@ def test_an_http_api_loads_no_ca_bundle_and_its_context_trusts_nothing(monkeypat
     trusts_nothing = client_module.no_tls_context()
     assert trusts_nothing.verify_mode == ssl.CERT_REQUIRED and trusts_nothing.check_hostname
     assert trusts_nothing.cert_store_stats()["x509_ca"] == 0
+
+
+@pytest.mark.anyio
+async def test_both_pools_read_the_same_sandbox_page(sandbox: Any) -> None:
+    """httpx2's pool and aiohttp's send the same request and read the same answer."""
+    query = {"sort": {"by": "name", "direction": "asc"}, "limit": 5, "fields": "id,name"}
+    pages = []
+    for pool in ("httpx2", "aiohttp"):
+        async with sandbox_client(sandbox, pool=pool) as client:
+            page = await client.call(LIST_CONTACTS, query=query)
+        assert page.status == 200 and page.attempts == 1
+        pages.append(page.body["data"])
+    assert len(pages[0]) == 5 and pages[0] == pages[1]
+    assert [c["name"] for c in pages[0]] == sorted(c["name"] for c in pages[0])

@@ -71,12 +71,14 @@ def trickle() -> Iterator[tuple[Trickle, str]]:
 
 
 @pytest.mark.slow  # waits out real deadlines: run alone, with the timing-bound tests
-async def test_a_trickling_upstream_cannot_hold_a_call_past_its_deadline(trickle: tuple[Trickle, str]) -> None:
+async def test_a_trickling_upstream_cannot_hold_a_call_past_its_deadline(
+    trickle: tuple[Trickle, str], pool: str
+) -> None:
     """One byte every 0.2 s never trips a per-chunk read timeout of 1 s; the attempt's deadline
     (1 s) and the call's (2 s) still end the call."""
     answer, base_url = trickle
     retry = RetryPolicy(max_attempts=4, base_delay=0.01, max_delay=0.01, total_timeout=2.0)
-    async with ApideckClient(KEY, APP, CONSUMER, base_url=base_url, retry=retry, read_timeout=1.0) as client:
+    async with ApideckClient(KEY, APP, CONSUMER, base_url=base_url, retry=retry, read_timeout=1.0, pool=pool) as client:
         t0 = time.monotonic()
         with pytest.raises(E.RequestTimeoutError) as info:
             await client.call(LIST_CONTACTS)
@@ -89,18 +91,18 @@ async def test_a_trickling_upstream_cannot_hold_a_call_past_its_deadline(trickle
 
 
 @pytest.mark.slow  # waits out real deadlines: run alone, with the timing-bound tests
-async def test_an_unreadable_create_after_the_deadline_is_uncertain(trickle: tuple[Trickle, str]) -> None:
+async def test_an_unreadable_create_after_the_deadline_is_uncertain(trickle: tuple[Trickle, str], pool: str) -> None:
     _, base_url = trickle
-    async with ApideckClient(KEY, APP, CONSUMER, base_url=base_url, read_timeout=0.8) as client:
+    async with ApideckClient(KEY, APP, CONSUMER, base_url=base_url, read_timeout=0.8, pool=pool) as client:
         with pytest.raises(E.UncertainWriteError) as info:
             await client.call(operation("create_contact"), body={"first_name": "Ada"})
     assert info.value.attempts == 1 and "no complete answer within 0.8 s" in str(info.value)
 
 
 @pytest.mark.slow  # waits out real deadlines: run alone, with the timing-bound tests
-async def test_a_caller_that_goes_away_closes_the_upstream_request(trickle: tuple[Trickle, str]) -> None:
+async def test_a_caller_that_goes_away_closes_the_upstream_request(trickle: tuple[Trickle, str], pool: str) -> None:
     answer, base_url = trickle
-    async with ApideckClient(KEY, APP, CONSUMER, base_url=base_url) as client:
+    async with ApideckClient(KEY, APP, CONSUMER, base_url=base_url, pool=pool) as client:
         with anyio.move_on_after(0.6) as scope:
             await client.call(LIST_CONTACTS)
         cancelled_at = time.monotonic()
@@ -113,11 +115,14 @@ async def test_a_caller_that_goes_away_closes_the_upstream_request(trickle: tupl
 
 
 @pytest.mark.slow  # waits out real deadlines: run alone, with the timing-bound tests
-async def test_slow_upstream_reads_do_not_starve_an_unrelated_call(trickle: tuple[Trickle, str]) -> None:
+async def test_slow_upstream_reads_do_not_starve_an_unrelated_call(trickle: tuple[Trickle, str], pool: str) -> None:
     """32 calls stuck on a slow upstream; a quick call to another endpoint still answers at once
     (no wait for a free connection, no pool timeout)."""
     answer, base_url = trickle
-    async with ApideckClient(KEY, APP, CONSUMER, base_url=base_url) as client, anyio.create_task_group() as tg:
+    async with (
+        ApideckClient(KEY, APP, CONSUMER, base_url=base_url, pool=pool) as client,
+        anyio.create_task_group() as tg,
+    ):
         for _ in range(32):
             tg.start_soon(client.call, LIST_CONTACTS)
         for _ in range(100):
@@ -158,13 +163,13 @@ class Endless:
             pass
 
 
-async def test_reading_stops_at_the_byte_budget() -> None:
+async def test_reading_stops_at_the_byte_budget(pool: str) -> None:
     """An upstream that ignores `limit` and streams rows without end: the client reads at most its
     budget (4 MB) and stops; what the upstream could push is that plus the sockets' buffers."""
     endless = Endless()
     with loopback_upstream(endless) as server:
         base_url = f"http://127.0.0.1:{server.server_port}"
-        async with ApideckClient(KEY, APP, CONSUMER, base_url=base_url) as client:
+        async with ApideckClient(KEY, APP, CONSUMER, base_url=base_url, pool=pool) as client:
             with pytest.raises(E.ResponseTooLargeError) as info:
                 await client.call(LIST_CONTACTS, query={"limit": 5})
         await anyio.sleep(0.3)

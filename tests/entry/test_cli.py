@@ -77,3 +77,26 @@ def test_a_short_request_state_key_stops_the_server_with_a_clear_message(
     err = capsys.readouterr().err
     assert "configuration error: CRM_MCP_REQUEST_STATE_KEY must be at least 32 characters" in err
     assert "too-short-key" not in err and "Traceback" not in err
+
+
+def test_http_serving_sends_upstream_through_aiohttp_and_stdio_through_httpx2() -> None:
+    """`serve --http` picks aiohttp's pool (CPU per call under many callers); stdio keeps httpx2's
+    (no aiohttp import at start-up or on the first call); a pool already set is kept."""
+    from crm_mcp.cli import upstream_for
+    from crm_mcp.config import Settings
+
+    settings = Settings(api_key="k", app_id="a", consumer_id="c", client_options={"read_timeout": 5.0})
+    assert upstream_for(settings, http=True).client_options == {"pool": "aiohttp", "read_timeout": 5.0}
+    assert upstream_for(settings, http=False) is settings
+    chosen = Settings(api_key="k", app_id="a", consumer_id="c", client_options={"pool": "httpx2"})
+    assert upstream_for(chosen, http=True).client_options == {"pool": "httpx2"}
+
+
+def test_a_stdio_server_answers_tools_list_without_importing_aiohttp() -> None:
+    """aiohttp costs ~110 ms to import: a stdio server never loads it, up to its first call."""
+    code = (
+        "import sys, crm_mcp.cli, crm_mcp.server, crm_mcp.tools, crm_mcp.client;"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('aiohttp', 'yarl')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stdout
