@@ -92,6 +92,7 @@ def test_http_serving_sends_upstream_through_aiohttp_and_stdio_through_httpx2() 
     assert upstream_for(chosen, http=True).client_options == {"pool": "httpx2"}
 
 
+@pytest.mark.slow  # a Python process of its own
 def test_a_stdio_server_answers_tools_list_without_importing_aiohttp() -> None:
     """aiohttp costs ~110 ms to import: a stdio server never loads it, up to its first call."""
     code = (

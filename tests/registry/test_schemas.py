@@ -245,6 +245,7 @@ def ajv_failures(schemas: list[tuple[str, dict[str, Any]]], tmp_path: Path) -> l
     return failures
 
 
+@pytest.mark.slow  # runs Ajv in a Node.js process (~2.5 s)
 async def test_ajv_in_strict_mode_compiles_every_schema(
     listed: dict[str, Any], sandbox_server: Any, tmp_path: Path
 ) -> None:

@@ -123,6 +123,9 @@ def sort_key(record: dict[str, Any], field: str) -> tuple:
     return (1, str(value).casefold())
 
 
+# every sortable field both ways, each walked to its end and checked against the contract (~4 s);
+# test_sort_direction_defaults_to_ascending keeps a sort in the fast tests
+@pytest.mark.slow
 @pytest.mark.parametrize(("op", "by", "direction"), sort_params())
 def test_sort(sandbox_client: httpx2.Client, op: Operation, by: str, direction: str) -> None:
     url = list_path(op.tool_name)
@@ -167,6 +170,7 @@ def test_links_are_absolute_and_walkable(sandbox_client: httpx2.Client) -> None:
     assert seen == [r["id"] for r in expected]
 
 
+@pytest.mark.slow  # three full walks with writes between pages (~1 s)
 @pytest.mark.parametrize("sort", [{}, {"sort[by]": "name"}, {"sort[by]": "created_at", "sort[direction]": "desc"}])
 def test_walk_while_records_are_added(sandbox_client: httpx2.Client, sort: dict[str, str]) -> None:
     before = {r["id"] for r in walk(sandbox_client, "/crm/contacts", {"limit": 200, **sort})}
