@@ -40,15 +40,25 @@ class Names:
 NO_NAMES = Names()
 
 
+def _lists_naming(has: Callable[[str], Any]) -> set[str]:
+    """The lists that name what a record points to, given what it has: its owner's name unless it
+    carries it (users), its pipeline and stage (pipelines)."""
+    lists = set()
+    if has("owner_id") and not has("owner_name"):
+        lists.add("users")
+    if has("pipeline_id") or has("pipeline_stage_id"):
+        lists.add("pipelines")
+    return lists
+
+
 def lists_needed(resource: str, records: Iterable[Mapping[str, Any]]) -> frozenset[str]:
     """Which lists ("users", "pipelines") name something in `records` that they do not name themselves."""
-    need = set()
+    if resource in ("users", "pipelines"):
+        return frozenset()
+    need: set[str] = set()
     for record in records:
-        if record.get("owner_id") and not record.get("owner_name"):
-            need.add("users")
-        if record.get("pipeline_id") or record.get("pipeline_stage_id"):
-            need.add("pipelines")
-    return frozenset(need) if resource not in ("users", "pipelines") else frozenset()
+        need |= _lists_naming(record.get)
+    return frozenset(need)
 
 
 def lists_for(resource: str, fields: Collection[str] | None = None) -> frozenset[str]:
@@ -67,12 +77,7 @@ def _lists_for(resource: str, fields: frozenset[str] | None) -> frozenset[str]:
     known = {*info.weights, *info.read_only_fields, *info.writable_fields}
     if fields is not None:
         known &= fields
-    lists = set()
-    if "owner_id" in known and "owner_name" not in known:  # a record naming its owner needs no list
-        lists.add("users")
-    if known & {"pipeline_id", "pipeline_stage_id"}:
-        lists.add("pipelines")
-    return frozenset(lists)
+    return frozenset(_lists_naming(known.__contains__))
 
 
 def tenant_key(api_key: str, app_id: str, consumer_id: str | None, service_id: str | None, base_url: str) -> str:
