@@ -80,8 +80,8 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "PATC
 # A page of 200 full records is well under 1 MB; decoding 4 MB of small JSON objects takes ~100 MB.
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 MAX_JSON_DEPTH = 64  # deeper answers are refused: nothing in the contract nests past ~6 levels
-# Enough connections that a burst of slow upstream calls leaves room for the others (aiohttp's pool,
-# see `crm_mcp.upstream_transport`, keeps every idle connection until keepalive_expiry).
+# Enough connections that a burst of slow upstream calls leaves room for the others. No cap on idle
+# ones in either pool (aiohttp's has none): each is closed after keepalive_expiry.
 DEFAULT_LIMITS = httpx2.Limits(max_connections=128, keepalive_expiry=30)
 
 # Transport failures that happen before a single byte of the request is sent.

@@ -342,8 +342,9 @@ classes is first asked for (`models.Contact`, `from crm_mcp.generated.models imp
 that a session's first call imports and builds only what its tool needs.
 """
 from __future__ import annotations
-from importlib import import_module
 from typing import Any
+
+from crm_mcp.lazy_import import load_attribute
 
 ''')
         index.append("MODULE_OF: dict[str, str] = {\n")
@@ -351,12 +352,7 @@ from typing import Any
             index.append(f"    {name!r}: {module_of[name]!r},\n")
         index.append("}\n\n\n")
         index.append('''def __getattr__(name: str) -> Any:
-    module = MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"crm_mcp.generated.{module}"), name)
-    globals()[name] = value
-    return value
+    return load_attribute(__name__, name, MODULE_OF, "crm_mcp.generated")
 ''')
         files["models.py"] = "".join(index)
         return files

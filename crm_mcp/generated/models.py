@@ -9,8 +9,9 @@ classes is first asked for (`models.Contact`, `from crm_mcp.generated.models imp
 that a session's first call imports and builds only what its tool needs.
 """
 from __future__ import annotations
-from importlib import import_module
 from typing import Any
+
+from crm_mcp.lazy_import import load_attribute
 
 MODULE_OF: dict[str, str] = {
     'ActivitiesFilter': 'models_activities_query',
@@ -144,9 +145,4 @@ MODULE_OF: dict[str, str] = {
 
 
 def __getattr__(name: str) -> Any:
-    module = MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"crm_mcp.generated.{module}"), name)
-    globals()[name] = value
-    return value
+    return load_attribute(__name__, name, MODULE_OF, "crm_mcp.generated")

@@ -47,8 +47,9 @@ transactions per write (tools/bench_journal.py). A preview makes no upstream wri
 
 from __future__ import annotations
 
-from importlib import import_module
 from typing import TYPE_CHECKING, Any
+
+from crm_mcp.lazy_import import load_attribute
 
 if TYPE_CHECKING:
     from crm_mcp.config import Settings
@@ -84,12 +85,7 @@ _MODULE_OF = {name: module for module, names in _FROM.items() for name in names}
 
 
 def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+    return load_attribute(__name__, name, _MODULE_OF, __name__)
 
 
 __all__ = [
