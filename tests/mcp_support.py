@@ -3,6 +3,7 @@ request the server's API client sends against the contract, and example argument
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -110,6 +111,19 @@ UPDATE_ARGS: dict[str, dict[str, Any]] = {
     "custom_object_schemas": {"description": "Projects we run"},
     "custom_objects": {"name": "Renamed project"},
 }
+
+
+async def assert_serves_the_release(client: Any, version: str) -> None:
+    """A packaged server (bundle, container) answers as this release: its name and version, the 56
+    tools, and a real read of the sandbox's users."""
+    server_info = client.server_info
+    tools = (await client.list_tools()).tools
+    result = await client.call_tool("list_users", {"limit": 2})
+    assert server_info is not None and (server_info.name, server_info.version) == ("crm-mcp", version)
+    assert len(tools) == 56  # 50 operations + 3 workflow tools + 3 journal tools
+    text = "\n".join(getattr(block, "text", "") for block in result.content)
+    assert not result.is_error, text
+    assert len(set(re.findall(r"usr_\w+", text))) == 2, text
 
 
 def id_args(resource: str, record_id: str | None = None) -> dict[str, Any]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from typing import Any
 import pytest
 from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters
+from mcp_support import assert_serves_the_release
 
 pytestmark = pytest.mark.slow
 
@@ -222,13 +222,6 @@ async def test_the_bundle_serves_mcp_the_way_a_host_starts_it(
     }
     params = StdioServerParameters(command=uv, args=config["args"], env=env, cwd=tmp_path)
     async with Client(params) as client:
-        server_info = client.server_info
-        tools = (await client.list_tools()).tools
-        result = await client.call_tool("list_users", {"limit": 2})
-    assert server_info is not None and (server_info.name, server_info.version) == ("crm-mcp", VERSION)
-    assert len(tools) == 56  # 50 operations + 3 workflow tools + 3 journal tools
-    text = "\n".join(getattr(block, "text", "") for block in result.content)
-    assert not result.is_error, text
-    assert len(set(re.findall(r"usr_\w+", text))) == 2, text
+        await assert_serves_the_release(client, VERSION)
     # uv installed the pinned release into the extension's own environment.
     assert (directory / ".venv").is_dir()

@@ -28,6 +28,7 @@ import httpx2
 import pytest
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp_support import assert_serves_the_release
 
 pytestmark = pytest.mark.slow
 
@@ -311,14 +312,7 @@ def test_the_container_refuses_calls_without_the_token(running: Running) -> None
 async def test_the_container_serves_mcp_with_the_token(running: Running) -> None:
     http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {running.token}"}, timeout=30)
     async with Client(streamable_http_client(f"{running.url}/mcp", http_client=http)) as client:
-        server_info = client.server_info
-        tools = (await client.list_tools()).tools
-        result = await client.call_tool("list_users", {"limit": 2})
-    assert server_info is not None and (server_info.name, server_info.version) == ("crm-mcp", VERSION)
-    assert len(tools) == 56  # 50 operations + 3 workflow tools + 3 journal tools
-    text = "\n".join(getattr(block, "text", "") for block in result.content)
-    assert not result.is_error, text
-    assert len(set(re.findall(r"usr_\w+", text))) == 2, text
+        await assert_serves_the_release(client, VERSION)
 
 
 def test_the_health_check_passes_without_a_token(running: Running) -> None:
