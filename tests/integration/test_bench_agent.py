@@ -3,26 +3,15 @@ sandbox CRM, answers checked against the sandbox's own data): every task right i
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import anyio
 import pytest
-
-BENCH = Path(__file__).resolve().parents[2] / "tools" / "bench_agent.py"
+from bench_support import load_tool
 
 
 def bench() -> ModuleType:
-    module = sys.modules.get("bench_agent")
-    if module is None:
-        spec = importlib.util.spec_from_file_location("bench_agent", BENCH)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["bench_agent"] = module  # dataclasses look their module up by name
-        spec.loader.exec_module(module)
-    return module
+    return load_tool("bench_agent")
 
 
 def test_the_tasks_cover_what_the_issue_asks() -> None:

@@ -3,27 +3,16 @@ the server as a subprocess: zero errors, every call logged by the server, memory
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
+from bench_support import load_tool
 
 pytestmark = pytest.mark.slow
 
-BENCH = Path(__file__).resolve().parents[2] / "tools" / "bench_load.py"
-
 
 def load_bench() -> ModuleType:
-    module = sys.modules.get("bench_load")
-    if module is None:
-        spec = importlib.util.spec_from_file_location("bench_load", BENCH)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["bench_load"] = module  # dataclasses look their module up by name
-        spec.loader.exec_module(module)
-    return module
+    return load_tool("bench_load")
 
 
 @pytest.fixture(scope="module")
