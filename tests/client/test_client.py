@@ -14,6 +14,7 @@ import httpx2
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from net_support import free_port
 
 from crm_mcp import __version__
 from crm_mcp import errors as E
@@ -30,7 +31,6 @@ GET_CONTACT = operation("get_contact")
 CREATE_CONTACT = operation("create_contact")
 UPDATE_CONTACT = operation("update_contact")
 DELETE_CONTACT = operation("delete_contact")
-
 
 
 class FakeTime:
@@ -736,12 +736,6 @@ async def test_pages_follow_the_next_cursor() -> None:
 # ----------------------------------------------------------------------------------- real sockets
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def silent_server() -> Iterator[str]:
     """A TCP server that reads requests and never answers."""
@@ -759,7 +753,7 @@ def silent_server() -> Iterator[str]:
 async def test_real_connection_refused_is_retried_for_a_create(pool: str) -> None:
     fake = FakeTime()
     retry = RetryPolicy(max_attempts=3, sleep=fake.sleep, clock=fake.clock, random=lambda: 0.0)
-    client = ApideckClient(KEY, APP, CONSUMER, base_url=f"http://127.0.0.1:{_free_port()}", retry=retry, pool=pool)
+    client = ApideckClient(KEY, APP, CONSUMER, base_url=f"http://127.0.0.1:{free_port()}", retry=retry, pool=pool)
     async with client:
         with pytest.raises(E.NetworkError) as info:
             await client.call(CREATE_CONTACT, body={"first_name": "Ada"})

@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from net_support import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -129,15 +130,9 @@ def test_stdio_invalid_arguments_are_a_tool_error() -> None:
 # streamable HTTP: one server for the module, so a note created by one call is read by the next
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def http_url() -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [*STDIO_SERVER, "serve", "--http", "--port", str(port), "--log-level", "warning"],
         env=SERVER_ENV,

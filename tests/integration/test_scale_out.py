@@ -24,6 +24,7 @@ import pytest
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_support import text_of
+from net_support import free_port
 
 from crm_mcp.sandbox.server import SandboxServer
 
@@ -38,15 +39,6 @@ CLEAN_ENV = {
     k: v for k, v in os.environ.items()
     if not k.startswith(("APIDECK_", "CRM_MCP_")) and k.lower() not in _PROXIES
 }
-
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:

@@ -10,12 +10,13 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from net_support import free_port
 
 
 def find_bindir() -> Path | None:
@@ -25,12 +26,6 @@ def find_bindir() -> Path | None:
         return Path(found).resolve().parent
     versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
     return Path(versions[-1]).parent if versions else None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _server_user() -> pwd.struct_passwd | None:
@@ -53,7 +48,7 @@ def postgres_server(bindir: Path, *, durable: bool = False) -> Iterator[str]:
     if user is not None:
         os.chown(base, user.pw_uid, user.pw_gid)
     run_as = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []} if user else {}
-    port = _free_port()
+    port = free_port()
 
     def run(*args: str) -> None:
         subprocess.run(args, check=True, capture_output=True, cwd=base, **run_as)  # type: ignore[call-overload]

@@ -29,6 +29,7 @@ import pytest
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_support import assert_serves_the_release
+from net_support import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -250,12 +251,6 @@ def _final_env(machine: Machine) -> dict[str, str]:
     return env
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Running:
     url: str
@@ -268,7 +263,7 @@ def running(installed: Machine) -> Iterator[Running]:
     """The final stage's CMD with its ENV, as the image's user would run it; the port is a free one
     instead of 8000, the token comes from the environment."""
     machine = installed
-    port = _free_port()
+    port = free_port()
     command = exec_form(FINAL.one("CMD"))
     command[command.index("--port") + 1] = str(port)
     token = secrets.token_urlsafe(24)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from net_support import free_port
 
 from crm_mcp.sandbox.server import SandboxServer, default_db_path
 
@@ -66,15 +66,9 @@ def test_default_database_is_in_the_user_data_directory() -> None:
     assert SandboxServer.embedded().db == str(path)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_run_sandbox_from_the_command_line(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     db = tmp_path / "cli.db"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
