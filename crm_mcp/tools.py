@@ -6,14 +6,18 @@ are declared here from the contract's operation table; each workflow tool is dec
 its handler (`crm_mcp.workflows`). Dispatch, selection, discovery, prompts, confirmation and the
 CLI all read `registry()`; nothing else lists tools.
 
-The published input schemas (`crm_mcp/generated/tools.json`) are precomputed by
-`tools/generate.py` from these declarations: building the 50 argument models and their schemas
-takes ~0.35 s, which every desktop client would otherwise wait for at start-up. A test checks that
-the file equals what `derive_input_schema` computes from the declarations.
+What the tools publish is precomputed by `tools/generate.py` from these declarations into
+`crm_mcp/generated/tools.json`: every tool's input schema (building the 50 argument models and
+their schemas takes ~0.35 s, which every desktop client would otherwise wait for at start-up),
+and the whole published definition of each tool declared in a module of its own (workflows, the
+journal's tools), so that start-up does not import those modules (~10 ms): the registry's value
+for such a tool loads its module on the tool's first call. A test checks that the file equals
+what the declarations derive.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -166,27 +170,70 @@ def operation_tool(op: Operation) -> Tool:
     )
 
 
+# Where the tools that are not operations are declared, beside their handlers, in registry
+# order: "module:attribute", the attribute a Tool or a tuple of them.
+DECLARED_IN = (
+    "crm_mcp.workflows.search:TOOL",
+    "crm_mcp.workflows.overview:TOOL",
+    "crm_mcp.workflows.log_interaction:TOOL",
+    "crm_mcp.changes_tools:CHANGE_TOOLS",
+)
+
+
+def _declared(where: str) -> tuple[Tool, ...]:
+    module, _, attribute = where.partition(":")
+    value = getattr(importlib.import_module(module), attribute)
+    return value if isinstance(value, tuple) else (value,)
+
+
 def declarations() -> tuple[Tool, ...]:
     """Every tool, unpublished: the 50 operation tools in the contract's order, the workflows, then
     the write journal's tools (undo_change, list_changes, crm_changes)."""
-    from crm_mcp.changes_tools import CHANGE_TOOLS
-    from crm_mcp.workflows import WORKFLOW_TOOLS
-
-    return (*(operation_tool(op) for op in OPERATIONS), *WORKFLOW_TOOLS, *CHANGE_TOOLS)
+    return (*(operation_tool(op) for op in OPERATIONS), *(t for where in DECLARED_IN for t in _declared(where)))
 
 
-def tools_json(tools: tuple[Tool, ...]) -> str:
-    """The published input schemas, by tool name, as `tools/generate.py` writes them."""
-    rows = {t.name: derive_input_schema(t) for t in tools}
+def tools_json() -> str:
+    """What `tools/generate.py` writes: by tool name, its published input schema; for a tool
+    declared in a module of its own, also the rest of its published definition and where it is
+    declared (`DECLARED_IN`)."""
+    rows: dict[str, dict[str, Any]] = {op.tool_name: {} for op in OPERATIONS}
+    for where in DECLARED_IN:
+        for t in _declared(where):
+            rows[t.name] = {
+                "declaredIn": where, "title": t.title, "description": t.description,
+                "outputSchema": t.output_schema, "annotations": t.annotations,
+                "resources": sorted(t.resources), "scope": t.scope, "toolset": t.toolset,
+            }
+    for t in declarations():
+        rows[t.name]["inputSchema"] = derive_input_schema(t)
     return json.dumps(rows, indent=1, ensure_ascii=False) + "\n"
+
+
+def _declared_tool(name: str, row: dict[str, Any]) -> Tool:
+    """The registry's value for a tool declared in a module of its own, from its published row:
+    its argument model and handler are the declaration's, its module imported on first use."""
+
+    @cache
+    def declaration() -> Tool:
+        return next(t for t in _declared(row["declaredIn"]) if t.name == name)
+
+    async def handler(run: Run, args: Any) -> ToolResult:
+        return await declaration().handler(run, args)
+
+    return Tool(
+        name=name, title=row["title"], description=row["description"], args=lambda: declaration().args(),
+        output_schema=row["outputSchema"], annotations=row["annotations"], resources=frozenset(row["resources"]),
+        scope=row["scope"], toolset=row["toolset"], handler=handler, input_schema=row["inputSchema"],
+    )
 
 
 @cache
 def registry() -> tuple[Tool, ...]:
     """Every tool this server knows, published (stable order; the selection narrows it)."""
     text = resources.files("crm_mcp.generated").joinpath(TOOLS_JSON).read_text(encoding="utf-8")
-    schemas = json.loads(text)
-    return tuple(replace(t, input_schema=schemas[t.name]) for t in declarations())
+    rows: dict[str, dict[str, Any]] = json.loads(text)
+    operations = (replace(operation_tool(op), input_schema=rows[op.tool_name]["inputSchema"]) for op in OPERATIONS)
+    return (*operations, *(_declared_tool(name, row) for name, row in rows.items() if "declaredIn" in row))
 
 
 def by_name() -> dict[str, Tool]:

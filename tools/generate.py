@@ -14,9 +14,10 @@ What comes out:
 - `operations.py`: the operation table, one `Operation` per API operation (50), and one
   `Resource` per CRM resource with its field weights (`x-apideck-weights`). It names models
   by string so that importing the table costs nothing; `crm_mcp.operations` resolves them.
-- `tools.json`: the input schema every tool publishes (operation and workflow tools), computed
-  by the package from the registry's declarations (`crm_mcp.tools`), so that start-up does not
-  build the 50 argument models.
+- `tools.json`: the input schema every tool publishes (operation and workflow tools), and the
+  whole published definition of each tool declared in a module of its own (workflows, the
+  journal's tools), computed by the package from the registry's declarations (`crm_mcp.tools`),
+  so that start-up neither builds the 50 argument models nor imports those modules.
 """
 
 from __future__ import annotations
@@ -591,16 +592,16 @@ def _read(path: Path) -> str | None:
 
 
 def generate_tools_json() -> str:
-    """The published input schemas of every tool (operation and workflow), computed by the package
-    itself from the registry's declarations and the generated models.
+    """What every tool publishes (`crm_mcp.tools.tools_json`), computed by the package itself from
+    the registry's declarations and the generated models.
 
     Runs in a subprocess so that it sees the models just written (or, with --check, the ones
     on disk, which are then known to be current)."""
     import subprocess
 
     code = (
-        "from crm_mcp.tools import declarations, tools_json; "
-        "print(tools_json(declarations()), end='')"
+        "from crm_mcp.tools import tools_json; "
+        "print(tools_json(), end='')"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,

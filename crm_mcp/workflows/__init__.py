@@ -20,14 +20,11 @@ models), `common` (what the tools share), one module per tool (`search`, `overvi
 `log_interaction`, with `links` for the records an interaction is linked to).
 """
 
-from crm_mcp.workflows import log_interaction, overview, search
 from crm_mcp.workflows.common import FRAME
 from crm_mcp.workflows.overview import ACTIVITY_SCAN, NOTE_PAGE, NOTE_PAGES
 from crm_mcp.workflows.search import EXACT, PREFIX, SEARCH_PAGE, SUBSTRING, WORD, grade, searches_for
 
-WORKFLOW_TOOLS = (search.TOOL, overview.TOOL, log_interaction.TOOL)
-
 __all__ = [
     "ACTIVITY_SCAN", "EXACT", "FRAME", "NOTE_PAGE", "NOTE_PAGES", "PREFIX", "SEARCH_PAGE", "SUBSTRING",
-    "WORD", "WORKFLOW_TOOLS", "grade", "searches_for",
+    "WORD", "grade", "searches_for",
 ]

@@ -16,7 +16,7 @@ from crm_mcp.config import ConfigError, settings_from_env
 from crm_mcp.operations import OPERATIONS
 from crm_mcp.selection import Selection
 from crm_mcp.server import build_server
-from crm_mcp.tools import WORKFLOWS, declarations, derive_input_schema, registry
+from crm_mcp.tools import WORKFLOWS, Tool, declarations, derive_input_schema, registry
 
 pytestmark = pytest.mark.anyio
 
@@ -25,11 +25,16 @@ READ_WORKFLOWS = {"search_crm", "get_account_overview"}
 JOURNAL_SCOPES = {"undo_change": "crm:write", "list_changes": "crm:read", "crm_changes": "crm:read"}
 
 
+def _published(tool: Tool) -> dict[str, Any]:
+    return {**tool.to_wire(), "resources": tool.resources, "scope": tool.scope, "toolset": tool.toolset}
+
+
 def test_published_definitions_are_exactly_what_the_registry_derives() -> None:
     """tools.json (precomputed for start-up speed) holds, for every declared tool, the compaction
-    of its argument model: a declaration changed without `python tools/generate.py` fails here."""
-    published = {t.name: t.input_schema for t in registry()}
-    derived = {t.name: derive_input_schema(t) for t in declarations()}
+    of its argument model, and the rest of the definition of each tool declared in a module of
+    its own: a declaration changed without `python tools/generate.py` fails here."""
+    published = {t.name: _published(t) for t in registry()}
+    derived = {t.name: {**_published(t), "inputSchema": derive_input_schema(t)} for t in declarations()}
     assert published == derived
     assert [t.name for t in registry()] == [*(op.tool_name for op in OPERATIONS), *sorted(
         READ_WORKFLOWS | {"log_interaction"}, key=["search_crm", "get_account_overview", "log_interaction"].index),
@@ -181,3 +186,21 @@ async def test_odd_envelopes_from_upstream_are_read_without_internal_errors(body
     assert ("c1" in text_of(results[0])) == rows
     assert "Last page." in text_of(results[0]) or "No contacts found. Last page." in text_of(results[0])
     assert pipelines.contents[0].text.startswith("Pipelines (")
+
+
+@pytest.mark.slow  # a Python process of its own
+def test_start_up_does_not_import_the_modules_that_declare_tools() -> None:
+    """The workflow and journal tools are published from tools.json: building a server and its tool
+    list imports neither their modules nor the journal (~10 ms of start-up); the first call does."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from crm_mcp.config import Settings; from crm_mcp.server import build_server;"
+        "build_server(Settings(api_key='k', app_id='a', consumer_id='c'));"
+        "from crm_mcp.tools import registry; assert len(registry()) == 56;"
+        "print(sorted(m for m in sys.modules if m.startswith(('crm_mcp.workflows', 'crm_mcp.journal', "
+        "'crm_mcp.changes_tools'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
