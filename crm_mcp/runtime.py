@@ -13,6 +13,7 @@ start-up and tools/list never wait for it).
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -222,6 +223,14 @@ class CrmRuntime:
                 if self._client is None:
                     self._client = await anyio.to_thread.run_sync(self._make_client)
         return self._client if credentials is None else TenantClient(self._client, credentials)
+
+    def load_client_code(self) -> None:
+        """Imports what making the API client with httpx2's own pool imports (httpcore2, 15-20 ms).
+        Imports hold the GIL: in the thread that makes the client (`_prepare` in crm_mcp.server)
+        they would only slow the first messages down and leave the first call waiting for them."""
+        options = {**self.settings.client_options, **self._client_options}
+        if self._transport is None and options.get("pool", "httpx2") == "httpx2":
+            importlib.import_module("httpcore2")
 
     def secrets(self, credentials: Credentials | None = None) -> tuple[str, ...]:
         """What must never appear in a result: the configured key and a tenant's key."""

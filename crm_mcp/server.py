@@ -62,6 +62,7 @@ def wire_tool(tool: Tool) -> types.Tool:
 
 
 async def _prepare(runtime: CrmRuntime) -> None:
+    runtime.load_client_code()  # on the event loop, before the first message is read
     try:
         await runtime.client()
     except Exception:  # only a head start: the first call does it again and reports what fails
