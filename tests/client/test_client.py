@@ -18,7 +18,7 @@ from net_support import free_port
 
 from crm_mcp import __version__
 from crm_mcp import errors as E
-from crm_mcp.client import ApideckClient, ApiResponse, Credentials, RetryPolicy
+from crm_mcp.client import MAX_JSON_DEPTH, ApideckClient, ApiResponse, Credentials, RetryPolicy
 from crm_mcp.operations import operation
 from crm_mcp.querystring import encode_query
 
@@ -970,3 +970,15 @@ async def test_both_pools_read_the_same_sandbox_page(sandbox: Any) -> None:
         pages.append(page.body["data"])
     assert len(pages[0]) == 5 and pages[0] == pages[1]
     assert [c["name"] for c in pages[0]] == sorted(c["name"] for c in pages[0])
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH - 1, MAX_JSON_DEPTH, MAX_JSON_DEPTH + 1])
+def test_the_depth_limit_counts_objects_and_arrays_alike(depth: int) -> None:
+    """An answer nested exactly MAX_JSON_DEPTH levels below its top is read; one level more is not."""
+    from crm_mcp.client import _nested_deeper
+
+    value: Any = "leaf"
+    for level in range(depth):
+        value = {"k": value, "n": 1} if level % 2 else [value, 2, None]
+    answer = {"data": value, "meta": {}}  # the top object adds a level above `value`
+    assert _nested_deeper(answer, MAX_JSON_DEPTH) is (depth + 1 > MAX_JSON_DEPTH)
