@@ -8,14 +8,19 @@ in this process with `--sandbox-inprocess`; the MCP server runs as a subprocess
 shared consumer). Everything listens on 127.0.0.1 only, on free ports.
 
 1. Load. `--clients` MCP clients (each its own HTTP connection pool) connect, wait until all are
-   connected, then each makes `--calls` tool calls back to back, all clients at once. The mix, by
-   call index modulo 10: 50% list (contacts, companies, opportunities by company), 30% get (seed
-   contact/company, and the note this client created last), 20% create (a note). Every call must
+   connected, then each makes `--calls` tool calls back to back, all clients at once. The clients
+   are the load generator's own (`--driver raw`, the default): tools/call in the protocol's
+   stateless era (2026-07-28) over one keep-alive aiohttp connection each, the answer parsed and
+   checked, nothing more. The SDK's client (`--driver sdk`) spends about as much CPU per call as the
+   server itself; on 2 cores, 20 of them leave the server part of a core, and calls per second then
+   measure the clients. The mix, by call index modulo 10: 50% list (contacts, companies,
+   opportunities by company), 30% get (seed contact/company, and the note this client created
+   last), 20% create (a note). Every call must
    succeed (no exception, no `isError`, a create returns an id): errors are counted and the first
    few printed. Printed: calls, errors, p50/p90/p99/max latency, throughput, and the server's
    RSS and peak RSS (VmRSS / VmHWM from /proc/<pid>/status).
-2. Soak. `--soak` more calls (same mix) from `--soak-clients` workers, each reconnecting with a
-   fresh MCP session every `--session-calls` calls (so session set-up and tear-down are soaked
+2. Soak. `--soak` more calls (same mix) from `--soak-clients` workers (the SDK's clients), each
+   reconnecting with a fresh MCP session every `--session-calls` calls (so session set-up and tear-down are soaked
    too). The server's VmRSS is sampled every `--sample-every` calls (default: soak/50). Printed:
    first/last/max RSS, the least-squares slope after warm-up (KiB per 1,000 calls, over the 2nd to
    4th quarters of the samples) and the verdict: "flat" means the mean RSS of the last quarter of
@@ -53,6 +58,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import platform
 import signal
@@ -334,6 +340,78 @@ async def mcp_client(url: str, mode: str, timeout: float) -> Any:
         yield client
 
 
+RAW_PROTOCOL = "2026-07-28"
+RAW_META = {
+    "io.modelcontextprotocol/protocolVersion": RAW_PROTOCOL,
+    "io.modelcontextprotocol/clientInfo": {"name": "bench-load", "version": "0"},
+    "io.modelcontextprotocol/clientCapabilities": {},
+}
+
+
+@dataclass
+class RawText:
+    text: str
+
+
+@dataclass
+class RawResult:
+    """A tools/call result as `one_call` reads it (the attributes of the SDK's CallToolResult)."""
+
+    is_error: bool
+    structured_content: dict[str, Any] | None
+    content: list[RawText]
+
+
+class RawClient:
+    """A load generator's MCP client: tools/call in the protocol's stateless era (2026-07-28, every
+    request carries its own `_meta`), over one keep-alive connection (aiohttp), the answer parsed
+    as JSON and checked, and nothing more. The SDK's client spends about as much CPU per call as
+    the server: on 2 cores, 20 of them in this process leave the server part of one core, and
+    calls per second then measure the clients (`--driver sdk` still runs them)."""
+
+    def __init__(self, url: str, timeout: float):
+        import aiohttp
+
+        self._url = url
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1),
+                                              timeout=aiohttp.ClientTimeout(total=timeout))
+        self._next_id = 0
+
+    async def call_tool(self, tool: str, arguments: dict[str, Any]) -> RawResult:
+        self._next_id += 1
+        body = json.dumps({"jsonrpc": "2.0", "id": self._next_id, "method": "tools/call",
+                           "params": {"name": tool, "arguments": arguments, "_meta": RAW_META}})
+        headers = {"content-type": "application/json", "accept": "application/json, text/event-stream",
+                   "mcp-protocol-version": RAW_PROTOCOL, "mcp-method": "tools/call", "mcp-name": tool}
+        async with self._session.post(self._url, data=body.encode(), headers=headers) as response:
+            payload = await response.read()
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}: {payload[:200]!r}")
+        message = json.loads(payload)
+        if message.get("id") != self._next_id or "result" not in message:
+            raise RuntimeError(f"not the answer to request {self._next_id}: {payload[:200]!r}")
+        result = message["result"]
+        return RawResult(bool(result.get("isError")), result.get("structuredContent"),
+                         [RawText(c.get("text", "")) for c in result.get("content") or []])
+
+    async def aclose(self) -> None:
+        await self._session.close()
+
+
+@contextlib.asynccontextmanager
+async def load_client(url: str, mode: str, driver: str, timeout: float) -> Any:
+    """The client of one load-phase worker: the SDK's (`sdk`) or the load generator's own (`raw`)."""
+    if driver == "sdk":
+        async with mcp_client(url, mode, timeout) as client:
+            yield client
+        return
+    client = RawClient(url, timeout)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
 async def one_call(client: Any, tool: str, arguments: dict[str, Any], tally: Tally, timeout: float) -> str | None:
     """Make one call, record its latency; return the created id for a create, else None."""
     started_at = time.perf_counter()
@@ -370,6 +448,7 @@ class LoadResult:
     rss_kib: int
     hwm_kib: int
     cpu: tuple[float, float, float]  # CPU seconds in the phase: server, sandbox, clients
+    driver: str = "raw"
 
     @property
     def calls(self) -> int:
@@ -377,7 +456,7 @@ class LoadResult:
 
 
 async def run_load(stack: Stack, *, clients: int, calls: int, mode: str, call_timeout: float,
-                   deadline: float) -> LoadResult:
+                   deadline: float, driver: str = "raw") -> LoadResult:
     tally = Tally()
     connect_times: list[float] = []
     connected = 0
@@ -390,7 +469,7 @@ async def run_load(stack: Stack, *, clients: int, calls: int, mode: str, call_ti
         t0 = time.perf_counter()
         made = 0
         try:
-            async with mcp_client(stack.mcp_url, mode, call_timeout) as client:
+            async with load_client(stack.mcp_url, mode, driver, call_timeout) as client:
                 connect_times.append(time.perf_counter() - t0)
                 connected += 1
                 if connected == clients:
@@ -418,7 +497,7 @@ async def run_load(stack: Stack, *, clients: int, calls: int, mode: str, call_ti
     wall = end - go_time[0] if go_time else float("nan")
     cpu = tuple(b - a for a, b in zip(cpu_before, stack.cpu(), strict=True))
     connect_p50 = statistics.median(connect_times) if connect_times else float("nan")
-    return LoadResult(clients, calls, tally, wall, connect_p50, rss, hwm, cpu)  # type: ignore[arg-type]
+    return LoadResult(clients, calls, tally, wall, connect_p50, rss, hwm, cpu, driver)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -531,14 +610,14 @@ def run_benchmark(*, clients: int = 50, calls: int = 40, soak: int = 5000, soak_
                   session_calls: int = 50, sample_every: int | None = None, mode: str = "auto",
                   call_timeout: float = 30.0, sandbox_inprocess: bool = False, log_level: str = "info",
                   deadline: float = 900.0, workers: int = 1, code: Path = ROOT,
-                  profile: Path | None = None, python: str = sys.executable) -> BenchmarkResult:
+                  profile: Path | None = None, python: str = sys.executable, driver: str = "raw") -> BenchmarkResult:
     """Start the stack (the server with `workers` processes, from the checkout `code`), run the
     load phase then the soak, stop the stack."""
     every = sample_every or max(1, soak // 50)
     with running_stack(sandbox_inprocess=sandbox_inprocess, log_level=log_level, workers=workers, code=code,
                        profile=profile, python=python) as stack:
         load = anyio.run(lambda: run_load(stack, clients=clients, calls=calls, mode=mode, call_timeout=call_timeout,
-                                          deadline=deadline))
+                                          deadline=deadline, driver=driver))
         soak_result = None
         if soak > 0:
             soak_result = anyio.run(lambda: run_soak(
@@ -586,7 +665,8 @@ def cpu_line(cpu: tuple[float, float, float], wall: float, calls: int) -> str:
 def report(result: BenchmarkResult, mode: str) -> str:
     load, soak = result.load, result.soak
     lat = [x * 1000.0 for x in load.tally.latencies]
-    out = [f"## Load: {load.clients} clients x {load.calls_per_client} calls (mode={mode})", ""]
+    clients = "the SDK's clients, mode=" + mode if load.driver == "sdk" else "the load generator's own clients"
+    out = [f"## Load: {load.clients} clients x {load.calls_per_client} calls ({clients})", ""]
     out.append(table(
         ["clients", "calls", "errors", "p50 ms", "p90 ms", "p99 ms", "max ms", "calls/s", "connect p50 ms",
          "server RSS MiB", "server peak RSS MiB"],
@@ -650,7 +730,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--soak-clients", type=int, default=10, help="concurrent workers in the soak")
     parser.add_argument("--session-calls", type=int, default=50, help="soak calls per MCP session")
     parser.add_argument("--sample-every", type=int, default=None, help="sample RSS every N soak calls")
-    parser.add_argument("--mode", default="auto", choices=["auto", "legacy"], help="MCP client protocol mode")
+    parser.add_argument("--mode", default="auto", choices=["auto", "legacy"],
+                        help="MCP client protocol mode (the SDK's clients: --driver sdk, and the soak)")
+    parser.add_argument("--driver", default="raw", choices=["raw", "sdk"],
+                        help="the load phase's clients: the load generator's own (raw, default) or the SDK's")
     parser.add_argument("--call-timeout", type=float, default=30.0, help="seconds per call")
     parser.add_argument("--deadline", type=float, default=900.0, help="seconds per phase")
     parser.add_argument("--sandbox-inprocess", action="store_true", help="run the sandbox in this process")
@@ -683,7 +766,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             session_calls=args.session_calls, sample_every=args.sample_every, mode=args.mode,
             call_timeout=args.call_timeout, sandbox_inprocess=args.sandbox_inprocess, log_level=args.log_level,
             deadline=args.deadline, workers=workers, code=args.code, profile=args.profile_server,
-            python=args.server_python,
+            python=args.server_python, driver=args.driver,
         )
         print(f"# {workers} worker{'s' if workers > 1 else ''}\n\n{report(result, args.mode)}\n", flush=True)
         results.append(result)

@@ -25,7 +25,7 @@ def test_concurrent_clients_and_soak_reduced_size(bench: ModuleType) -> None:
                                  sample_every=10, deadline=120.0)
     print(bench.report(result, "auto"))  # shown with -s, or on failure
     load, soak = result.load, result.soak
-    assert load.calls == 100
+    assert load.driver == "raw" and load.calls == 100
     assert load.tally.errors == 0, load.tally.messages
     assert load.tally.by_tool["create_note"] == 20 and load.tally.by_tool["get_note"] == 10
     assert soak is not None and soak.calls == 500
@@ -36,6 +36,16 @@ def test_concurrent_clients_and_soak_reduced_size(bench: ModuleType) -> None:
     # the server saw each call (one `tool=` log line per call) and nothing more
     assert result.logged_tool_calls == 600
     assert result.ok
+
+
+def test_the_sdk_clients_drive_the_same_load(bench: ModuleType) -> None:
+    """`--driver sdk`: the load phase with the SDK's own clients answers the same, without error."""
+    result = bench.run_benchmark(clients=4, calls=10, soak=0, deadline=120.0, driver="sdk")
+    load = result.load
+    assert load.driver == "sdk" and load.calls == 40
+    assert load.tally.errors == 0, load.tally.messages
+    assert load.tally.by_tool["create_note"] == 8 and load.tally.by_tool["get_note"] == 4
+    assert result.logged_tool_calls == 40 and result.ok
 
 
 def test_flatness_verdict(bench: ModuleType) -> None:
