@@ -173,9 +173,9 @@ def operation_tool(op: Operation) -> Tool:
 # Where the tools that are not operations are declared, beside their handlers, in registry
 # order: "module:attribute", the attribute a Tool or a tuple of them.
 DECLARED_IN = (
-    "crm_mcp.workflows.search:TOOL",
-    "crm_mcp.workflows.overview:TOOL",
-    "crm_mcp.workflows.log_interaction:TOOL",
+    "crm_mcp.workflows.search:search_crm",
+    "crm_mcp.workflows.overview:get_account_overview",
+    "crm_mcp.workflows.log_interaction:log_interaction",
     "crm_mcp.changes_tools:CHANGE_TOOLS",
 )
 

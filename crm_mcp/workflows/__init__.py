@@ -13,8 +13,9 @@ structured index that matches the tool's output schema. A fan-out in which some 
 answers with the rest and says what is missing and why; a write that is half done (activity
 created, note not) is reported exactly as such, as an error naming the id that was created.
 
-Each tool is declared once, as `TOOL` at the end of its module, beside its handler; its argument
-model (`args`) is the only source of its input schema. Validation, logging and redaction are the
+Each tool is declared once, on its handler: `@workflow_tool(...)` over `async def <tool name>(client,
+args)`, whose docstring is the tool's description; its argument model (`args`) is the only source
+of its input schema. Validation, logging and redaction are the
 pipeline's (`crm_mcp.runtime.call_tool`), as for every tool. Modules: `args` (the argument
 models), `common` (what the tools share), one module per tool (`search`, `overview`,
 `log_interaction`, with `links` for the records an interaction is linked to).

@@ -30,26 +30,33 @@ _ANNOTATIONS: dict[str, dict[str, bool]] = {"crm:read": {"readOnlyHint": True}, 
 
 
 def workflow_tool(
-    *, name: str, title: str, description: str, args: type[BaseModel], output: dict[str, Any],
-    resources: frozenset[str], scope: Scope,
-    run: Callable[[Any, Any], Awaitable[ToolResult]],
-) -> Tool:
-    """A workflow tool: `run(client, args)` answers a call; its input schema is `args`'s compaction,
-    its output schema the properties `output` of its structured answer, plus `missing`."""
+    *, title: str, args: type[BaseModel], output: dict[str, Any], resources: Iterable[str], scope: Scope,
+) -> Callable[[Callable[[Any, Any], Awaitable[ToolResult]]], Tool]:
+    """Declares the workflow tool that the decorated `async def <tool name>(client, args)` answers:
+    its name is the function's, its description the function's docstring (on one line), its input
+    schema `args`'s compaction, its output schema the properties `output` of its structured answer,
+    plus `missing`."""
     output_schema = {"type": "object", "properties": {**output, "missing": _MISSING}}
 
-    async def handler(call: Run, validated: Any) -> ToolResult:
-        if scope == "crm:read" or getattr(validated, "dry_run", False):
-            return await run(await call.client(), validated)
-        from crm_mcp.run_write import journaling_client, with_changes  # issue 13: its writes are journaled
+    def declare(run: Callable[[Any, Any], Awaitable[ToolResult]]) -> Tool:
+        if not run.__doc__:
+            raise TypeError(f"workflow {run.__name__} has no docstring: it is the tool's description")
 
-        client = await journaling_client(call)
-        return with_changes(await run(client, validated), client.changes)
+        async def handler(call: Run, validated: Any) -> ToolResult:
+            if scope == "crm:read" or getattr(validated, "dry_run", False):
+                return await run(await call.client(), validated)
+            from crm_mcp.run_write import journaling_client, with_changes  # issue 13: its writes are journaled
 
-    return Tool(
-        name=name, title=title, description=description, args=lambda: args, output_schema=output_schema,
-        annotations=dict(_ANNOTATIONS[scope]), resources=resources, scope=scope, toolset=WORKFLOWS, handler=handler,
-    )
+            client = await journaling_client(call)
+            return with_changes(await run(client, validated), client.changes)
+
+        return Tool(
+            name=run.__name__, title=title, description=" ".join(run.__doc__.split()), args=lambda: args,
+            output_schema=output_schema, annotations=dict(_ANNOTATIONS[scope]), resources=frozenset(resources),
+            scope=scope, toolset=WORKFLOWS, handler=handler,
+        )
+
+    return declare
 
 
 async def gather(

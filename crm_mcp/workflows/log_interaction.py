@@ -26,7 +26,14 @@ def _stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
+@workflow_tool(
+    title="Log an interaction", args=LogInteractionArgs, scope="crm:write",
+    output={"activity_id": {"type": "string"}, "note_id": {"type": "string"}},
+    resources={"activities", "notes", "contacts", "opportunities"},
+)
 async def log_interaction(client: Any, args: LogInteractionArgs) -> ToolResult:
+    """Log a call, meeting or email as an activity linked to its contact, company and open opportunity (both
+    found from the contact if left out); with note, also add a note. Returns both ids."""
     try:
         links = await resolve_links(client, args)
     except NotLinked as why:
@@ -120,16 +127,3 @@ def _linked(body: dict[str, Any], links: Links) -> str:
         found = " (the contact's only open one)" if links.opportunity_found else ""
         parts.append(f"opportunity {q(body['opportunity_id'])}{found}")
     return ", ".join(parts)
-
-
-TOOL = workflow_tool(
-    name="log_interaction",
-    title="Log an interaction",
-    description="Log a call, meeting or email as an activity linked to its contact, company and open "
-    "opportunity (both found from the contact if left out); with note, also add a note. Returns both ids.",
-    args=LogInteractionArgs,
-    output={"activity_id": {"type": "string"}, "note_id": {"type": "string"}},
-    resources=frozenset({"activities", "notes", "contacts", "opportunities"}),
-    scope="crm:write",
-    run=log_interaction,
-)

@@ -94,7 +94,14 @@ def _day(value: Any) -> str:
 
 
 
-async def overview(client: Any, args: OverviewArgs) -> ToolResult:
+@workflow_tool(
+    title="Account overview", args=OverviewArgs, scope="crm:read",
+    output={"id": {"type": "string"}},
+    resources={"companies", "contacts", "opportunities", "pipelines", "activities", "notes"},
+)
+async def get_account_overview(client: Any, args: OverviewArgs) -> ToolResult:
+    """A company at a glance: its record, contacts, open opportunities with stage and amount, latest
+    activities (by activity_datetime) and notes."""
     wanted = args.company.strip() or args.company
     company: dict[str, Any] | None = None
     results: dict[str, Any] = {}
@@ -194,16 +201,3 @@ def activity_time(activity: Mapping[str, Any]) -> str:
         if isinstance(activity.get(key), str) and activity[key]:
             return str(activity[key])
     return ""
-
-
-TOOL = workflow_tool(
-    name="get_account_overview",
-    title="Account overview",
-    description="A company at a glance: its record, contacts, open opportunities with stage and "
-    "amount, latest activities (by activity_datetime) and notes.",
-    args=OverviewArgs,
-    output={"id": {"type": "string"}},
-    resources=frozenset({"companies", "contacts", "opportunities", "pipelines", "activities", "notes"}),
-    scope="crm:read",
-    run=overview,
-)

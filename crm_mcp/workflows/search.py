@@ -88,7 +88,14 @@ def grade(record: Mapping[str, Any], query: str) -> tuple[int, str, str]:
     return best
 
 
-async def search(client: Any, args: SearchArgs) -> ToolResult:
+@workflow_tool(
+    title="Search the CRM", args=SearchArgs, scope="crm:read",
+    output={"count": {"type": "integer"}},
+    resources={"companies", "contacts", "leads", "opportunities"},
+)
+async def search_crm(client: Any, args: SearchArgs) -> ToolResult:
+    """Find companies, contacts, leads and opportunities by name, email, phone or title in one call; best
+    matches first, each with its resource and id."""
     query, limit = args.query.strip() or args.query, args.limit or 10
     plan = searches_for(query)
 
@@ -139,16 +146,3 @@ async def search(client: Any, args: SearchArgs) -> ToolResult:
         lines.append(tail + ".")
     labels = {k: f"{k.split('.')[0]} searched by {k.split('.')[1]}" for k in errors}
     return partial_answer(lines, {"count": len(shown)}, errors, labels, answered=bool(results))
-
-
-TOOL = workflow_tool(
-    name="search_crm",
-    title="Search the CRM",
-    description="Find companies, contacts, leads and opportunities by name, email, phone or title "
-    "in one call; best matches first, each with its resource and id.",
-    args=SearchArgs,
-    output={"count": {"type": "integer"}},
-    resources=frozenset({"companies", "contacts", "leads", "opportunities"}),
-    scope="crm:read",
-    run=search,
-)
