@@ -89,7 +89,7 @@ class PostgresJournal(JournalStore):
     async def _execute(self, sql: str, args: Sequence[Any]) -> int:
         return _rowcount(await self._ready().execute(numbered(sql), *args))
 
-    async def _transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+    async def _transaction(self, statements: Sequence[tuple[str, Sequence[Any]]], *, bulk: bool = False) -> list[int]:
         async with self._ready().acquire() as conn, conn.transaction():
             return [_rowcount(await conn.execute(numbered(sql), *args)) for sql, args in statements]
 

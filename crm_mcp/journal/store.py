@@ -121,8 +121,9 @@ class JournalStore(ABC):
         """Run one statement in its own transaction; the number of rows it changed."""
 
     @abstractmethod
-    async def _transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
-        """Run statements in one transaction; the rows each changed."""
+    async def _transaction(self, statements: Sequence[tuple[str, Sequence[Any]]], *, bulk: bool = False) -> list[int]:
+        """Run statements in one transaction; the rows each changed. `bulk`: they may touch many rows
+        (a purge), so a backend that runs statements on the event loop runs these elsewhere."""
 
     @abstractmethod
     async def _fetch(self, sql: str, args: Sequence[Any]) -> list[Row]: ...
@@ -271,7 +272,8 @@ class JournalStore(ABC):
             [
                 ("DELETE FROM changes WHERE created_at < ?", (changes_before,)),
                 ("DELETE FROM retry_window WHERE expires_at < ?", (entries_before,)),
-            ]
+            ],
+            bulk=True,
         )
         return PurgeCounts(changes=changes, retry_entries=entries)
 

@@ -155,3 +155,62 @@ async def test_a_failed_create_frees_its_retry_window_entry(store: JournalStore)
     assert await store.claim_retry("k2", window=600) is None
     await store.release_retry("k2")
     assert await store.claim_retry("k2", window=600) is None
+
+
+async def test_a_write_waits_for_a_lock_another_process_holds_then_lands(tmp_path: Path) -> None:
+    """SQLite statements run on the event loop without waiting for a lock: one that finds the file
+    locked (here by another connection, as another worker process would) runs again in the worker
+    thread, which waits for the lock, and lands once it is free; meanwhile the event loop runs."""
+    import sqlite3
+
+    path = tmp_path / "journal.db"
+    scope = scope_for("app", "key", "c1")
+    async with SqliteJournal(path, retention=timedelta(days=7)) as store:
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")  # holds the write lock
+        change = a_change(scope)
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await anyio.sleep(0.01)
+
+        written = anyio.Event()
+
+        async def record() -> None:
+            await store.record(change)
+            written.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(tick)
+            tg.start_soon(record)
+            await anyio.sleep(0.3)
+            assert not written.is_set()  # it waits while the lock is held
+            other.execute("COMMIT")
+            with anyio.fail_after(5):
+                await written.wait()
+            tg.cancel_scope.cancel()
+        other.close()
+        assert ticks >= 20  # the event loop kept running while the write waited
+        assert await store.get(scope, change.id) == change
+
+
+async def test_the_wal_is_checkpointed_while_the_journal_writes(tmp_path: Path) -> None:
+    """The event loop's connection never checkpoints by itself: the worker thread does every
+    CHECKPOINT_EVERY statements, and SQLite then writes the WAL from its start again, so the WAL
+    file stays the size of one stretch of writes instead of growing with every write."""
+    from crm_mcp.journal.sqlite import CHECKPOINT_EVERY
+
+    path = tmp_path / "journal.db"
+    wal = tmp_path / "journal.db-wal"
+    scope = scope_for("app", "key", "c1")
+    async with SqliteJournal(path, retention=timedelta(days=7)) as store:
+        for _ in range(CHECKPOINT_EVERY - 1):  # one statement per record: no checkpoint yet
+            await store.record(a_change(scope))
+        one_stretch = wal.stat().st_size
+        for _ in range(2 * CHECKPOINT_EVERY + 1):
+            await store.record(a_change(scope))
+        assert wal.stat().st_size < 1.5 * one_stretch  # without the checkpoints: about 3 times
+        assert len(await store.recent(scope, limit=1000)) == 3 * CHECKPOINT_EVERY
