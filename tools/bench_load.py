@@ -672,7 +672,8 @@ def report(result: BenchmarkResult, mode: str) -> str:
          "server RSS MiB", "server peak RSS MiB"],
         [[load.clients, load.calls, load.tally.errors, percentile(lat, 50), percentile(lat, 90), percentile(lat, 99),
           max(lat, default=float("nan")), load.calls / load.wall if load.wall else float("nan"),
-          load.connect_p50 * 1000.0, mib(load.rss_kib), mib(load.hwm_kib)]],
+          load.connect_p50 * 1000.0 if load.driver == "sdk" else "-",  # the raw clients do not connect first
+          mib(load.rss_kib), mib(load.hwm_kib)]],
     ))
     out.append("")
     out.append(cpu_line(load.cpu, load.wall, load.calls))
