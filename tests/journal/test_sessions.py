@@ -196,7 +196,8 @@ SCENARIOS = [previews_write_nothing, undo_an_update_and_a_conflict, undo_a_creat
              duplicates_and_the_retry_window, the_journal_and_the_digest]
 
 
-@pytest.mark.parametrize("transport", ["memory", "http", pytest.param("stdio", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("transport", ["memory", pytest.param("http", marks=pytest.mark.slow),
+                                       pytest.param("stdio", marks=pytest.mark.slow)])
 async def test_trusted_writes_in_a_session(transport: str, settings: Settings, sandbox_server: SandboxServer) -> None:
     async with session(transport, settings) as client:
         for scenario in SCENARIOS:
