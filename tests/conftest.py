@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# This machine's environment sets PYTHONDONTWRITEBYTECODE: with no bytecode cache, every test run
+# compiled the package and rewrote the assertions of every test module again, in each xdist
+# worker (2-3 s of the inner loop each). The tests keep their bytecode under .pytest_cache
+# (ignored by git), out of the tree; the servers they start as subprocesses are not affected.
+if sys.dont_write_bytecode:
+    sys.dont_write_bytecode = False
+    sys.pycache_prefix = str(Path(__file__).resolve().parent.parent / ".pytest_cache" / "pycache")
+
 import uuid
 from collections.abc import Iterator
 
