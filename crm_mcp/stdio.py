@@ -26,11 +26,11 @@ import stat
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
-from types import TracebackType
 from typing import Any
 
 import anyio
 import mcp_types as types
+from anyio.abc import AsyncResource
 from mcp.shared.message import SessionMessage
 
 log = logging.getLogger("crm_mcp.stdio")
@@ -138,7 +138,7 @@ def _leading_id(start: bytes) -> bytes | None:
     return found.group(1) if found else None
 
 
-class _Messages:
+class _Messages(AsyncResource):  # `async with` closes it (aclose)
     """The server's read stream: the JSON-RPC message on the next line of stdin, parsed when the
     server asks for it; a line that does not parse comes as the exception it raised (as from the
     SDK's transport)."""
@@ -171,15 +171,8 @@ class _Messages:
     async def aclose(self) -> None:
         self._closed = True
 
-    async def __aenter__(self) -> _Messages:
-        return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.aclose()
-
-
-class _Replies:
+class _Replies(AsyncResource):
     """The server's write stream: each message written to stdout as one line by the task that sends
     it, as the SDK's transport writes it; a pipe that is gone is a broken stream (the server drops
     what it still had to say, as it does when a client disconnects)."""
@@ -202,13 +195,6 @@ class _Replies:
 
     async def aclose(self) -> None:
         self._closed = True
-
-    async def __aenter__(self) -> _Replies:
-        return self
-
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.aclose()
 
 
 def _is_pipe(fd: int) -> bool:
