@@ -196,16 +196,17 @@ def tools_json() -> str:
     """What `tools/generate.py` writes: by tool name, its published input schema; for a tool
     declared in a module of its own, also the rest of its published definition and where it is
     declared (`DECLARED_IN`)."""
-    rows: dict[str, dict[str, Any]] = {op.tool_name: {} for op in OPERATIONS}
+    rows: dict[str, dict[str, Any]] = {
+        op.tool_name: {"inputSchema": derive_input_schema(operation_tool(op))} for op in OPERATIONS
+    }
     for where in DECLARED_IN:
         for t in _declared(where):
             rows[t.name] = {
                 "declaredIn": where, "title": t.title, "description": t.description,
                 "outputSchema": t.output_schema, "annotations": t.annotations,
                 "resources": sorted(t.resources), "scope": t.scope, "toolset": t.toolset,
+                "inputSchema": derive_input_schema(t),
             }
-    for t in declarations():
-        rows[t.name]["inputSchema"] = derive_input_schema(t)
     return json.dumps(rows, indent=1, ensure_ascii=False) + "\n"
 
 
