@@ -492,6 +492,13 @@ class ApideckClient:
         return b"".join(chunks)
 
 
+def load_pool(pool: Literal["httpx2", "aiohttp"]) -> None:
+    """Imports the connection pool's own modules ahead of the first `ApideckClient` (httpx2's pool:
+    httpcore2, 15-20 ms; aiohttp's is imported where HTTP serving makes its client)."""
+    if pool == "httpx2":
+        import httpcore2  # noqa: F401
+
+
 @cache
 def tls_context() -> ssl.SSLContext:
     """httpx's default TLS settings, built once per process: building them loads the CA bundle

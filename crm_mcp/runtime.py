@@ -13,7 +13,6 @@ start-up and tools/list never wait for it).
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -225,12 +224,14 @@ class CrmRuntime:
         return self._client if credentials is None else TenantClient(self._client, credentials)
 
     def load_client_code(self) -> None:
-        """Imports what making the API client with httpx2's own pool imports (httpcore2, 15-20 ms).
-        Imports hold the GIL: in the thread that makes the client (`_prepare` in crm_mcp.server)
-        they would only slow the first messages down and leave the first call waiting for them."""
-        options = {**self.settings.client_options, **self._client_options}
-        if self._transport is None and options.get("pool", "httpx2") == "httpx2":
-            importlib.import_module("httpcore2")
+        """Imports, on the calling thread, what making the API client will import (`load_pool`):
+        imports hold the GIL, so in the thread that makes the client (`_prepare` in
+        crm_mcp.server) they would only slow the first messages down and leave the first call
+        waiting for them."""
+        from crm_mcp.client import load_pool
+
+        if self._transport is None:
+            load_pool({**self.settings.client_options, **self._client_options}.get("pool", "httpx2"))
 
     def secrets(self, credentials: Credentials | None = None) -> tuple[str, ...]:
         """What must never appear in a result: the configured key and a tenant's key."""
