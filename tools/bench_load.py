@@ -150,9 +150,12 @@ finally:
 
 
 def mcp_server_command(port: int, log_level: str = "info", *, workers: int = 1,
-                       profile: Path | None = None, python: str = sys.executable) -> list[str]:
+                       profile: Path | None = None, python: str = sys.executable, floor: bool = False) -> list[str]:
     """`profile`: run the server under a profiler (same process), its report written there on exit: cProfile's
-    stats for a `.prof` file (deterministic, with call counts), else pyinstrument's text call tree."""
+    stats for a `.prof` file (deterministic, with call counts), else pyinstrument's text call tree.
+    `floor`: the SDK alone answering every call at once (tools/sdk_floor.py) instead of crm-mcp."""
+    if floor:
+        return [python, str(ROOT / "tools" / "sdk_floor.py"), "--host", HOST, "--port", str(port)]
     if profile is None:
         entry = ["-m", "crm_mcp"]
     elif profile.suffix == ".prof":  # cProfile timed by the event loop thread's CPU clock, not the wall clock
@@ -261,7 +264,8 @@ class Stack:
 
 @contextlib.contextmanager
 def running_stack(*, sandbox_inprocess: bool = False, log_level: str = "info", workers: int = 1,
-                  code: Path = ROOT, profile: Path | None = None, python: str = sys.executable) -> Iterator[Stack]:
+                  code: Path = ROOT, profile: Path | None = None, python: str = sys.executable,
+                  floor: bool = False) -> Iterator[Stack]:
     """The sandbox CRM and the MCP server (HTTP subprocess) pointed at it."""
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp, contextlib.ExitStack() as stack:
         sandbox_pid: int | None
@@ -281,7 +285,7 @@ def running_stack(*, sandbox_inprocess: bool = False, log_level: str = "info", w
         server_log = Path(tmp) / "server.log"
         env = mcp_server_env(sandbox_url, code=code, journal=Path(tmp) / "journal.db")
         server = stack.enter_context(
-            started(mcp_server_command(port, log_level, workers=workers, profile=profile, python=python),
+            started(mcp_server_command(port, log_level, workers=workers, profile=profile, python=python, floor=floor),
                     env, port, server_log, cwd=code, interrupt=profile is not None)
         )
         try:
@@ -596,6 +600,7 @@ class BenchmarkResult:
     logged_tool_calls: int
     sandbox_hwm_kib: int | None
     workers: int = 1
+    floor: bool = False  # the SDK alone (tools/sdk_floor.py), not crm-mcp
 
     @property
     def errors(self) -> int:
@@ -610,12 +615,13 @@ def run_benchmark(*, clients: int = 50, calls: int = 40, soak: int = 5000, soak_
                   session_calls: int = 50, sample_every: int | None = None, mode: str = "auto",
                   call_timeout: float = 30.0, sandbox_inprocess: bool = False, log_level: str = "info",
                   deadline: float = 900.0, workers: int = 1, code: Path = ROOT,
-                  profile: Path | None = None, python: str = sys.executable, driver: str = "raw") -> BenchmarkResult:
-    """Start the stack (the server with `workers` processes, from the checkout `code`), run the
-    load phase then the soak, stop the stack."""
+                  profile: Path | None = None, python: str = sys.executable, driver: str = "raw",
+                  floor: bool = False) -> BenchmarkResult:
+    """Start the stack (the server with `workers` processes, from the checkout `code`; `floor`: the
+    SDK alone, tools/sdk_floor.py), run the load phase then the soak, stop the stack."""
     every = sample_every or max(1, soak // 50)
     with running_stack(sandbox_inprocess=sandbox_inprocess, log_level=log_level, workers=workers, code=code,
-                       profile=profile, python=python) as stack:
+                       profile=profile, python=python, floor=floor) as stack:
         load = anyio.run(lambda: run_load(stack, clients=clients, calls=calls, mode=mode, call_timeout=call_timeout,
                                           deadline=deadline, driver=driver))
         soak_result = None
@@ -626,7 +632,7 @@ def run_benchmark(*, clients: int = 50, calls: int = 40, soak: int = 5000, soak_
         sandbox_hwm = proc_memory_kib(stack.sandbox_pid)[1] if stack.sandbox_pid else None
         time.sleep(0.2)  # let the server's last log lines reach the file
         logged = stack.logged_tool_calls()
-    return BenchmarkResult(load, soak_result, logged, sandbox_hwm, workers)
+    return BenchmarkResult(load, soak_result, logged, sandbox_hwm, workers, floor)
 
 
 # ----------------------------------------------------------------------------- report
@@ -713,6 +719,10 @@ def cpu_table(results: Sequence[BenchmarkResult]) -> str:
     for r in results:
         server, sandbox, _ = r.load.cpu
         n = r.load.calls or 1
+        if r.floor:  # no upstream: the sandbox's CPU is not the floor's to compare with
+            rows.append(["SDK alone, 1", r.load.calls / r.load.wall if r.load.wall else float("nan"),
+                         server / n * 1000.0, "-", "-"])
+            continue
         rows.append([r.workers, r.load.calls / r.load.wall if r.load.wall else float("nan"),
                      server / n * 1000.0, sandbox / n * 1000.0, f"{server / sandbox:.2f}" if sandbox else "nan"])
     return table(["workers", "calls/s", "server CPU ms/call", "sandbox CPU ms/call", "server/sandbox"], rows)
@@ -747,6 +757,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="run the MCP server from this checkout (before/after comparisons; default: this one)")
     parser.add_argument("--server-python", default=sys.executable,
                         help="the interpreter (virtualenv) the MCP server runs with (default: this one)")
+    parser.add_argument("--floor", action="store_true",
+                        help="also run the load phase against the SDK alone (tools/sdk_floor.py: every call answered "
+                             "at once, no tool code): the server CPU per call no tool code can remove")
     parser.add_argument("--profile-server", type=Path, default=None, metavar="FILE",
                         help="run the server under a profiler and write its report to FILE: cProfile stats for "
                              "FILE.prof, else pyinstrument's text call tree")
@@ -770,6 +783,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             python=args.server_python, driver=args.driver,
         )
         print(f"# {workers} worker{'s' if workers > 1 else ''}\n\n{report(result, args.mode)}\n", flush=True)
+        results.append(result)
+    if args.floor:
+        result = run_benchmark(
+            clients=args.clients, calls=args.calls, soak=0, mode=args.mode, call_timeout=args.call_timeout,
+            sandbox_inprocess=args.sandbox_inprocess, deadline=args.deadline, python=args.server_python,
+            driver=args.driver, floor=True,
+        )
+        print(f"# the SDK alone (tools/sdk_floor.py)\n\n{report(result, args.mode)}\n", flush=True)
         results.append(result)
     print(f"## CPU per call (load phase, same mix)\n\n{cpu_table(results)}\n\nload average {os.getloadavg()[0]:.2f}")
     return 0 if all(r.ok for r in results) else 1

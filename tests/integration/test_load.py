@@ -48,6 +48,19 @@ def test_the_sdk_clients_drive_the_same_load(bench: ModuleType) -> None:
     assert result.logged_tool_calls == 40 and result.ok
 
 
+def test_the_sdk_floor_answers_the_same_mix(bench: ModuleType) -> None:
+    """`--floor`: the SDK alone (tools/sdk_floor.py) takes the same calls, without error and without the
+    sandbox (nothing goes upstream); its row in the CPU table says so."""
+    result = bench.run_benchmark(clients=4, calls=10, soak=0, deadline=120.0, floor=True)
+    load = result.load
+    assert load.calls == 40 and load.tally.errors == 0, load.tally.messages
+    assert load.tally.by_tool["create_note"] == 8 and load.tally.by_tool["get_note"] == 4
+    assert result.logged_tool_calls == 0  # not crm-mcp: no tool= lines
+    server, sandbox, _ = load.cpu
+    assert server > 0 and sandbox < server
+    assert "| SDK alone, 1 |" in bench.cpu_table([result])
+
+
 def test_flatness_verdict(bench: ModuleType) -> None:
     def soak(values: list[int]) -> object:
         return bench.SoakResult(calls=len(values) * 10, tally=bench.Tally(), wall=1.0,
