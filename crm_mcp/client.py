@@ -1,10 +1,10 @@
 """Async client for the Apideck CRM unified API.
 
-One `ApideckClient` per server holds one `httpx2.AsyncClient` (one connection pool: httpx2's own,
-or in HTTP serving aiohttp's, `crm_mcp.upstream_transport`). `call()` runs one operation of the
-generated table: it builds the request line (single-segment path parameters, deepObject query),
-sets the contract's headers, sends, retries what is safe to retry, and turns an error answer into
-a typed `crm_mcp.errors.CrmError`.
+One `ApideckClient` per server holds one transport (one connection pool: httpx2's own, or in HTTP
+serving aiohttp's; `crm_mcp.upstream`). `call()` runs one operation of the generated table: it
+builds the request line (single-segment path parameters, deepObject query), sets the contract's
+headers, sends, retries what is safe to retry, and turns an error answer into a typed
+`crm_mcp.errors.CrmError`.
 
 Retry rules (`RetryPolicy`):
 
@@ -25,8 +25,9 @@ Bounds (an upstream may be slow, hostile or broken):
   and reading the whole body (`read_timeout`, and never past the call's `total_timeout`), so an
   upstream that trickles a byte at a time cannot hold a call. The pool is sized so that slow calls
   do not starve others, and a wait for a connection counts against the same deadline.
-- Size: a body is streamed and reading stops past `max_response_bytes`; a body nested deeper than
-  `MAX_JSON_DEPTH` is refused. A create whose answer cannot be read is an `UncertainWriteError`.
+- Size: a body is streamed (and decoded: gzip, deflate) and reading stops past `max_response_bytes`
+  decoded bytes; a body nested deeper than `MAX_JSON_DEPTH` is refused. A create whose answer
+  cannot be read is an `UncertainWriteError`.
 """
 
 from __future__ import annotations
@@ -36,11 +37,13 @@ import logging
 import random as _random
 import ssl
 import time
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cache
 from types import TracebackType
 from typing import Any, Literal, Self
+from urllib.parse import urlsplit
 
 import anyio
 import httpx2
@@ -62,6 +65,17 @@ from crm_mcp.errors import (
 from crm_mcp.generated.operations import OPERATIONS, Operation
 from crm_mcp.querystring import ArgumentError, check_header_value, encode_query, expand_path
 from crm_mcp.redaction import redact
+from crm_mcp.upstream import (
+    ACCEPT_ENCODING,
+    Answer,
+    Httpx2Transport,
+    Inflate,
+    Request,
+    TargetRewritten,
+    Timeouts,
+    Transport,
+    UnsupportedEncoding,
+)
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -157,7 +171,7 @@ class ApideckClient:
         service_id: str | None = None,
         base_url: str = DEFAULT_BASE_URL,
         retry: RetryPolicy | None = None,
-        transport: httpx2.AsyncBaseTransport | None = None,
+        transport: httpx2.AsyncBaseTransport | Transport | None = None,
         *,
         pool: Literal["httpx2", "aiohttp"] = "httpx2",
         connect_timeout: float = 5.0,
@@ -170,6 +184,8 @@ class ApideckClient:
         self._credentials = Credentials(api_key or "", app_id or "", consumer_id or None, service_id or None)
         self._base_url = _check_base_url(base_url)
         self._base_path = httpx2.URL(self._base_url).raw_path.rstrip(b"/")  # parsed once, not per call
+        origin = urlsplit(self._base_url)
+        self._host, self._port = origin.hostname or "", origin.port  # for telemetry
         self._retry = retry or RetryPolicy()
         self._timeout = httpx2.Timeout(
             connect=connect_timeout, read=read_timeout, write=write_timeout, pool=pool_timeout
@@ -181,7 +197,7 @@ class ApideckClient:
         verify = tls_context() if self._base_url.startswith("https:") else no_tls_context()
         if transport is None and pool == "aiohttp":
             # HTTP serving (crm_mcp.cli): less than half the CPU per request of httpx2's own pool, but
-            # ~110 ms to import, which a desktop server (stdio) would pay at start-up or first call
+            # ~90 ms to import, which a desktop server (stdio) would pay at start-up or first call
             from crm_mcp.upstream_transport import AiohttpTransport
 
             transport = AiohttpTransport(
@@ -189,14 +205,12 @@ class ApideckClient:
                 max_connections=limits.max_connections or 0,  # 0: no limit, as None in httpx2
                 keepalive_expiry=limits.keepalive_expiry,
             )
-        self._http = httpx2.AsyncClient(
-            transport=transport,
-            verify=verify,
-            limits=limits,
-            timeout=self._timeout,
-            follow_redirects=False,  # never send the credentials to another origin
-        )
-        self._accept_encoding = self._http.headers["accept-encoding"]  # what httpx2 decodes
+        elif transport is None:
+            transport = Httpx2Transport(base_url=self._base_url, verify=verify, limits=limits)
+        elif isinstance(transport, httpx2.AsyncBaseTransport):  # the tests' hook at the HTTP boundary
+            transport = Httpx2Transport(transport)
+        # Neither transport follows a redirect (the credentials never go to another origin) or keeps cookies.
+        self._transport: Transport = transport
 
     # -- lifecycle
 
@@ -209,7 +223,7 @@ class ApideckClient:
         return self._retry
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._transport.aclose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -320,7 +334,7 @@ class ApideckClient:
             "x-apideck-consumer-id": check_header_value("consumer_id", creds.consumer_id or ""),
             "Content-Type": "application/json",
             "Accept": "application/json",
-            "Accept-Encoding": self._accept_encoding,
+            "Accept-Encoding": ACCEPT_ENCODING,  # what `Inflate` decodes
             "User-Agent": self._user_agent,
         }
         if creds.service_id:
@@ -373,16 +387,10 @@ class ApideckClient:
             attempt += 1
             budget = policy.total_timeout - (policy.clock() - started)
             deadline = max(0.001, min(budget, timeout if timeout is not None else self._timeout.read or budget))
-            # the request as sent, built directly: the client's build_request would parse the URL twice
-            # and merge defaults and cookies this client does not use (a fifth of its CPU per request)
-            request = httpx2.Request(
-                method, url, headers=headers, content=content,
-                extensions={"timeout": self._attempt_timeout(deadline).as_dict()},
-            )
-            if request.url.raw_path != expected_target:  # defence in depth: the URL must be exactly ours
-                raise InvalidArgumentError("path", "the request path would be rewritten; refusing to send", context=ctx)
+            request = Request(method, url, expected_target, headers, content, self._attempt_timeout(deadline))
             t0 = time.perf_counter()
-            with telemetry.upstream_span(request, op.path) as traced:  # telemetry: a span, its traceparent sent
+            # telemetry: a span, its traceparent sent in `headers`
+            with telemetry.upstream_span(method, op.path, self._host, self._port, headers) as traced:
                 outcome = await self._attempt(request, ctx, secrets, had_no_answer, deadline)
                 traced(outcome)
             if isinstance(outcome, ApiResponse):
@@ -420,14 +428,14 @@ class ApideckClient:
             logger.info("%s %s failed (%s); retry %d in %.2f s", method, op.path, error.kind, attempt, wait)
             await policy.sleep(wait)
 
-    def _attempt_timeout(self, deadline: float) -> httpx2.Timeout:
-        """The HTTP library's per-phase timeouts, none past the attempt's deadline (a wait for a free
+    def _attempt_timeout(self, deadline: float) -> Timeouts:
+        """The transport's per-phase timeouts, none past the attempt's deadline (a wait for a free
         connection has no bound of its own unless `pool_timeout` was given)."""
 
         def bound(value: float | None) -> float:
             return deadline if value is None else min(value, deadline)
 
-        return httpx2.Timeout(
+        return Timeouts(
             connect=bound(self._timeout.connect),
             read=deadline,
             write=bound(self._timeout.write),
@@ -436,7 +444,7 @@ class ApideckClient:
 
     async def _attempt(
         self,
-        request: httpx2.Request,
+        request: Request,
         ctx: CallContext,
         secrets: tuple[str, ...],
         had_no_answer: bool,
@@ -444,20 +452,30 @@ class ApideckClient:
     ) -> ApiResponse | _Attempt:
         """One exchange, all of it (connection, request, the whole body) within `deadline` seconds."""
         is_write = request.method not in IDEMPOTENT_METHODS
+        undecodable: str | None = None
         with anyio.move_on_after(deadline) as scope:
             try:
-                response = await self._http.send(request, stream=True)
+                answer = await self._transport.send(request)
                 try:
-                    raw = await self._read(response)
+                    raw = await self._read(answer)
+                except (UnsupportedEncoding, zlib.error) as exc:
+                    raw, undecodable = b"", str(exc) or type(exc).__name__
                 finally:
-                    await response.aclose()
+                    await answer.aclose()
             except httpx2.TransportError as exc:
                 return _transport_failure(exc, ctx, secrets)
+            except TargetRewritten:  # defence in depth: the URL must be exactly ours
+                raise InvalidArgumentError("path", "the request path would be rewritten; refusing to send",
+                                           context=ctx) from None
         if scope.cancelled_caught:
             late = RequestTimeoutError(f"timed out: no complete answer within {_secs(deadline)}", context=ctx)
             return _Attempt(late, retryable=True, maybe_processed=True)
-        status = response.status_code
-        headers = response.headers
+        status = answer.status
+        headers = answer.headers
+        if undecodable is not None and 200 <= status < 300:
+            garbled = InvalidResponseError(f"its body could not be decoded ({undecodable})", status=status,
+                                           request_id=request_id_from(headers, secrets), context=ctx, secrets=secrets)
+            return _Attempt(garbled, retryable=False, maybe_processed=True)
         if raw is None:
             too_big = ResponseTooLargeError(
                 f"more than {self._max_response_bytes:,} bytes, the most this server reads; reading stopped there",
@@ -479,16 +497,23 @@ class ApideckClient:
             return _Attempt(error, retryable=not_processed, maybe_processed=maybe_processed)
         return _Attempt(error, retryable=status in RETRYABLE_STATUSES, maybe_processed=maybe_processed)
 
-    async def _read(self, response: httpx2.Response) -> bytes | None:
-        """The whole body, or None as soon as it grows past the configured maximum (the rest is
-        never read)."""
+    async def _read(self, answer: Answer) -> bytes | None:
+        """The whole body, decoded, or None as soon as it grows past the configured maximum (the
+        rest is never read, nor inflated). Raises UnsupportedEncoding or zlib.error for a body
+        that cannot be decoded."""
+        decoder = Inflate(answer.headers.get("content-encoding"))
         chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > self._max_response_bytes:
+        room = self._max_response_bytes
+        async for chunk in answer.chunks():
+            out = decoder.feed(chunk, room)
+            if out is None:
                 return None
-            chunks.append(chunk)
+            room -= len(out)
+            chunks.append(out)
+        tail = decoder.end()
+        if len(tail) > room:
+            return None
+        chunks.append(tail)
         return b"".join(chunks)
 
 
@@ -531,7 +556,7 @@ def _check_base_url(base_url: str) -> str:
 
 
 def _success(
-    status: int, raw: bytes, headers: httpx2.Headers, ctx: CallContext, secrets: tuple[str, ...]
+    status: int, raw: bytes, headers: Mapping[str, str], ctx: CallContext, secrets: tuple[str, ...]
 ) -> ApiResponse | _Attempt:
     """The decoded answer, or an attempt that failed because the answer cannot be read (which, for
     a create, means it may have been applied)."""

@@ -29,16 +29,13 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Concatenate, NamedTuple, ParamSpec, TypeVar
+from typing import Any, Concatenate, NamedTuple, ParamSpec, TypeVar
 
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from crm_mcp import __version__
-
-if TYPE_CHECKING:
-    import httpx2
 
 log = logging.getLogger("crm_mcp.telemetry")
 
@@ -149,20 +146,21 @@ def _record_call(span: trace.Span, tool: str, result: Any, seconds: float) -> No
 # ---------------------------------------------------------------------------------- upstream requests
 
 @contextmanager
-def upstream_span(request: httpx2.Request, route: str) -> Iterator[Callable[[Any], None]]:
-    """A CLIENT span around one HTTP exchange with the API, whose `traceparent` it puts on
-    `request`; `route` is the operation's path template. Yields `done(outcome)`, to be given the
-    exchange's outcome (an `ApiResponse`, or a failed attempt with its `error`)."""
+def upstream_span(method: str, route: str, host: str, port: int | None,
+                  headers: dict[str, str]) -> Iterator[Callable[[Any], None]]:
+    """A CLIENT span around one HTTP exchange with the API (`host`, `port`), whose `traceparent` it
+    puts in the request's `headers`; `route` is the operation's path template. Yields
+    `done(outcome)`, to be given the exchange's outcome (an `ApiResponse`, or a failed attempt
+    with its `error`)."""
     if _off():
         yield _ignore
         return
-    method = request.method
     started = time.perf_counter()
-    labels: dict[str, Any] = {"http.request.method": method, "url.template": route, "server.address": request.url.host}
+    labels: dict[str, Any] = {"http.request.method": method, "url.template": route, "server.address": host}
     with _tracer.start_as_current_span(f"{method} {route}", kind=SpanKind.CLIENT, attributes=labels) as span:
-        _upstream_propagator.inject(request.headers)  # W3C traceparent (and tracestate) of this span
-        if request.url.port is not None and span.is_recording():
-            span.set_attribute("server.port", request.url.port)
+        _upstream_propagator.inject(headers)  # W3C traceparent (and tracestate) of this span
+        if port is not None and span.is_recording():
+            span.set_attribute("server.port", port)
         found: dict[str, Any] = {}
 
         def done(outcome: Any) -> None:

@@ -1,12 +1,11 @@
-"""The API client's HTTP transport: httpx2's interface over aiohttp's connection pool.
+"""The API client's transport for HTTP serving: aiohttp's connection pool (`crm_mcp.upstream`).
 
-`ApideckClient` speaks httpx2 (requests, responses, timeouts, typed transport errors, and the
-`transport=` hook the tests use); on the wire this transport sends through aiohttp, whose pool
-and C-parsed HTTP/1.1 cost less than half the CPU per request of httpx2's own (which also probes
-every idle connection with a poll() on each request): 310-390 against 700-800 µs here.
+aiohttp's pool and C-parsed HTTP/1.1 cost less than half the CPU per request of httpx2's own
+(which also probes every idle connection with a poll() on each request): 310-390 against
+700-800 µs here. It is not used over stdio: importing it takes ~90 ms.
 
-What it keeps of httpx2's transport:
-- the request's timeouts: `connect` (opening a connection), `pool` (a free connection, and
+What it keeps of the other transport's behaviour:
+- the attempt's timeouts: `connect` (opening a connection), `pool` (a free connection, and
   opening it), `read` (between two reads of the answer); aiohttp has no write timeout, and the
   client's own deadline (a cancel scope around the whole exchange) is the bound that matters;
 - errors as httpx2's exception types, so retry rules see the same kinds: a connection that could
@@ -14,10 +13,11 @@ What it keeps of httpx2's transport:
   way is `RemoteProtocolError` / `ReadError` (maybe processed), a slow answer `ReadTimeout`;
   aiohttp itself retries nothing but an idempotent request on a kept-alive connection the server
   had closed;
-- a streamed body: closing the response before its end closes the connection (never reused
+- a streamed body: closing the answer before its end closes the connection (never reused
   half-read), so a cancelled or oversized read leaves nothing behind;
-- no redirects, no cookies; the body as received (httpx2 decodes a content encoding, as before);
-- proxies from the environment (HTTPS_PROXY, NO_PROXY, ...), like httpx2's default transport.
+- no redirects, no cookies; the body as received (the client decodes a content encoding);
+- the request line exactly as the client built it (`encoded=True`: yarl re-encodes nothing);
+- proxies from the environment (HTTPS_PROXY, NO_PROXY, ...), looked up once per origin.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from functools import cache
 
 import aiohttp
@@ -33,18 +33,22 @@ import httpx2
 from aiohttp.helpers import BasicAuth, get_env_proxy_for_url
 from yarl import URL
 
+from crm_mcp.upstream import Answer, Request, TargetRewritten
+
 log = logging.getLogger("crm_mcp.upstream")
 
 _CHUNK = 64 * 1024
 
 
-class _Body(httpx2.AsyncByteStream):
-    """The response body as httpx2 reads it; closing it early closes the connection."""
+class _Answer:
+    __slots__ = ("_response", "headers", "status")
 
     def __init__(self, response: aiohttp.ClientResponse):
         self._response = response
+        self.status = response.status
+        self.headers: Mapping[str, str] = response.headers  # a case-insensitive multidict
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncIterator[bytes]:
         try:
             async for chunk in self._response.content.iter_chunked(_CHUNK):
                 yield chunk
@@ -58,9 +62,9 @@ class _Body(httpx2.AsyncByteStream):
             self._response.close()  # half-read: the connection is closed, never reused
 
 
-class AiohttpTransport(httpx2.AsyncBaseTransport):
-    """An httpx2 transport sending through one aiohttp session (one connection pool), created on
-    first use inside the running event loop (and again in another loop: a session belongs to one)."""
+class AiohttpTransport:
+    """Sends through one aiohttp session (one connection pool), created on first use inside the
+    running event loop (and again in another loop: a session belongs to one)."""
 
     def __init__(self, *, ssl_context: ssl.SSLContext, max_connections: int, keepalive_expiry: float | None):
         self._ssl = ssl_context
@@ -78,28 +82,31 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
-                auto_decompress=False,
+                auto_decompress=False,  # decoded by the client, within its size bound
                 trust_env=False,  # proxies: `_env_proxy`, looked up once per origin (not in a thread per request)
                 cookie_jar=aiohttp.DummyCookieJar(),
                 skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
             )
         return self._session
 
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        timeouts = request.extensions.get("timeout", {})
+    async def send(self, request: Request) -> Answer:
+        url = URL(request.url, encoded=True)
+        if url.raw_path_qs.encode("ascii", "replace") != request.target:
+            raise TargetRewritten(request.target.decode("ascii", "replace"))
+        timeouts = request.timeouts
         timeout = aiohttp.ClientTimeout(
             total=None,
-            connect=timeouts.get("pool"),  # waiting for a free connection, and opening it
-            sock_connect=timeouts.get("connect"),
-            sock_read=timeouts.get("read"),
+            connect=timeouts.pool,  # waiting for a free connection, and opening it
+            sock_connect=timeouts.connect,
+            sock_read=timeouts.read,
         )
-        proxy, proxy_auth = _env_proxy(request.url.scheme, request.url.host, request.url.port)
+        proxy, proxy_auth = _env_proxy(url.scheme, url.host or "", url.port)
         try:
             response = await self._client_session().request(
                 request.method,
-                URL(str(request.url), encoded=True),  # exactly the target httpx2 built (and the client checked)
-                headers=list(request.headers.multi_items()),
-                data=request.content or None,
+                url,
+                headers=request.headers,
+                data=request.content,
                 timeout=timeout,
                 allow_redirects=False,
                 proxy=proxy,
@@ -107,12 +114,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
             )
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _mapped(exc, reading=False) from exc
-        return httpx2.Response(
-            response.status,
-            headers=list(response.raw_headers),
-            stream=_Body(response),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": (response.reason or "").encode()},
-        )
+        return _Answer(response)
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -122,8 +124,7 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
 
 @cache
 def _env_proxy(scheme: str, host: str, port: int | None) -> tuple[URL | None, BasicAuth | None]:
-    """The proxy the environment sets for an origin (HTTPS_PROXY, NO_PROXY, ...), read once per origin:
-    the environment is read once, as httpx2 reads it when a client is made."""
+    """The proxy the environment sets for an origin (HTTPS_PROXY, NO_PROXY, ...), read once per origin."""
     try:
         return get_env_proxy_for_url(URL.build(scheme=scheme, host=host, port=port))
     except LookupError:
