@@ -577,7 +577,9 @@ def _success(
             return unreadable(f"{len(raw)} bytes of {ctype}, not JSON, starting {snippet!r}")
     if not isinstance(body, dict):
         return unreadable(f"the JSON body is a {type(body).__name__}, not an object")
-    if _nested_deeper(body, MAX_JSON_DEPTH):
+    # a body holds at least one `{` or `[` per level: with no more than MAX_JSON_DEPTH of them in all
+    # (most single records) it cannot be too deep, and the walk is skipped
+    if raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH and _nested_deeper(body, MAX_JSON_DEPTH):
         return unreadable(f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels")
     return ApiResponse(
         status=status,

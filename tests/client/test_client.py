@@ -982,3 +982,24 @@ def test_the_depth_limit_counts_objects_and_arrays_alike(depth: int) -> None:
         value = {"k": value, "n": 1} if level % 2 else [value, 2, None]
     answer = {"data": value, "meta": {}}  # the top object adds a level above `value`
     assert _nested_deeper(answer, MAX_JSON_DEPTH) is (depth + 1 > MAX_JSON_DEPTH)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH - 1, MAX_JSON_DEPTH, MAX_JSON_DEPTH + 1])
+async def test_the_depth_limit_holds_for_an_answer_read_whole(depth: int) -> None:
+    """Through the client: the bracket count that lets a shallow answer skip the walk never lets a
+    deep one through, brackets in strings included."""
+    value: Any = "{[{[ not containers ]}]}"
+    for level in range(depth):
+        value = {"k": value} if level % 2 else [value]
+    body = json.dumps({"data": value}).encode()
+
+    def up(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, content=body, headers={"content-type": "application/json"})
+
+    async with ApideckClient(KEY, APP, CONSUMER, transport=httpx2.MockTransport(up)) as client:
+        if depth + 1 > MAX_JSON_DEPTH:
+            with pytest.raises(E.InvalidResponseError, match="nested deeper than 64 levels"):
+                await client.call(operation("list_contacts"))
+        else:
+            assert (await client.call(operation("list_contacts"))).body == {"data": value}

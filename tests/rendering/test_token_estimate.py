@@ -1,0 +1,51 @@
+"""The token estimate every list cell is costed with (`crm_mcp.render.values.estimate_tokens`):
+the same count as its plain definition, piece by piece, on any text."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+from bpe_openai import get_encoding
+
+from crm_mcp.render import estimate_tokens
+from crm_mcp.sandbox.seed import build_seed
+
+_PIECES = re.compile(r" ?[^\W\d_]+|\d{1,3}| ?[^\w\s]|_| +")
+
+
+def by_definition(text: str) -> int:
+    """Each piece one token; a word of ASCII letters one more per 7 letters, of other letters one
+    per letter beyond the first."""
+    total = 0
+    for piece in _PIECES.findall(text):
+        total += 1
+        word = piece.strip()
+        if word.isalpha():
+            total += len(word) // 7 if word.isascii() else len(word) - 1
+    return total
+
+
+ALPHABET = [*"abcdefghijklmnopqrstuvwxyzABCXYZ0123456789", *" " * 6, "_", "-", ".", "@", "|", "\n", "\t",
+            "é", "ü", "ß", "Ж", "щ", "中", "文", "²", "½", "…", "—", "٣", "😀", "\u200b", "'", '"']
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_estimate_counts_as_its_definition_on_random_text(seed: int) -> None:
+    rng = random.Random(seed)
+    for _ in range(2500):
+        text = "".join(rng.choice(ALPHABET) for _ in range(rng.randint(0, 60)))
+        assert estimate_tokens(text) == by_definition(text), repr(text)
+
+
+def test_the_estimate_counts_as_its_definition_on_the_seed_records() -> None:
+    seed = build_seed()
+    texts = [str(value) for rows in seed.values() if isinstance(rows, list) for row in rows if isinstance(row, dict)
+             for value in row.values()]
+    assert len(texts) > 1000
+    for text in texts:
+        assert estimate_tokens(text) == by_definition(text), repr(text)
+    # and it stays an over-estimate of the real tokenizer's count on CRM text as a whole
+    joined = "\n".join(texts)
+    assert estimate_tokens(joined) >= len(get_encoding("o200k_base").encode(joined))
