@@ -11,7 +11,9 @@
    (b): (c) the tool run in this process with the pipeline (`crm_mcp.runtime.call_tool`) (validation + HTTP +
    rendering, no MCP), (d) the same server built in this process behind an MCP client on the SDK's
    memory streams (MCP without stdio), and (e) the pipeline time the stdio server itself logs;
-   and the round trip of a tools/call that fails argument validation (stdio + SDK floor, no HTTP).
+   and the round trip of a tools/call that fails argument validation (stdio + SDK floor, no HTTP),
+   and of a call to the SDK alone (`tools/sdk_floor.py --stdio`: the same stdio transport and SDK
+   sessions answering a fixed 20-row page, no tool code, no upstream).
 2. Start-up. Spawn `python -m crm_mcp` (stdio, embedded sandbox, CRM_MCP_SANDBOX_DB=:memory:),
    speak raw JSON-RPC over its pipes (initialize, notifications/initialized, tools/list) and time
    spawn -> tools/list response line; compare with spawn -> first line of
@@ -157,6 +159,9 @@ async def bench_calls(sandbox: SandboxServer, calls: int, warmup: int, mode: str
     # default log level (info): the server logs one line per call, as in real use, with the time its
     # the pipeline (`crm_mcp.runtime.call_tool`) took ("tool=get_contact status=200 ms=1.2"); read back below
     params = StdioServerParameters(command=sys.executable, args=["-m", "crm_mcp"], env=env, cwd=str(ROOT))
+    # the SDK with our stdio transport and a fixed 20-row answer: no tool code, no upstream
+    bare_params = StdioServerParameters(command=sys.executable, args=[str(ROOT / "tools" / "sdk_floor.py"), "--stdio"],
+                                        env=env, cwd=str(ROOT))
     direct = ApideckClient(api_key=API_KEY, app_id=APP_ID, consumer_id=CONSUMER_ID, base_url=sandbox.base_url)
     # the tool code without MCP: the pipeline (`crm_mcp.runtime.call_tool`) (validate, HTTP, render) in this process
     settings = Settings(api_key=API_KEY, app_id=APP_ID, consumer_id=CONSUMER_ID, base_url=sandbox.base_url)
@@ -166,6 +171,7 @@ async def bench_calls(sandbox: SandboxServer, calls: int, warmup: int, mode: str
         async with (
             direct,
             Client(stdio_client(params, errlog=server_log), mode=mode) as client,
+            Client(stdio_client(bare_params, errlog=server_log), mode=mode) as bare,
             # the same server in this process over the SDK's memory streams: MCP without stdio
             Client(build_server(settings), mode=mode) as inproc,
         ):
@@ -227,16 +233,25 @@ async def bench_calls(sandbox: SandboxServer, calls: int, warmup: int, mode: str
 
                 # the SDK + stdio floor: a tools/call that fails argument validation (no HTTP, no
                 # rendering) to the same subprocess (ping is gone from the 2026-07-28 revision)
+                # and the SDK alone: the same call to a server that answers a fixed 20-row page at once
                 for _ in range(warmup):
                     await client.call_tool("get_contact", {})
+                    await bare.call_tool("list_contacts", {"limit": 20})
                 floor: list[float] = []
+                sdk_alone: list[float] = []
                 for _ in range(calls):
                     t0 = time.perf_counter()
                     result = await client.call_tool("get_contact", {})
                     floor.append(ms(time.perf_counter() - t0))
                     if not result.is_error:
                         raise SystemExit("get_contact without an id did not fail")
-                results.append({"label": "ping", "ping": floor, "protocol": str(client.protocol_version)})
+                    t0 = time.perf_counter()
+                    result = await bare.call_tool("list_contacts", {"limit": 20})
+                    sdk_alone.append(ms(time.perf_counter() - t0))
+                    if result.is_error or "20 contacts" not in text_of(result):
+                        raise SystemExit(f"the SDK-alone server answered {text_of(result)[:200]}")
+                results.append({"label": "ping", "ping": floor, "sdk_alone": sdk_alone,
+                                "protocol": str(client.protocol_version)})
             finally:
                 await runtime.aclose()
         server_log.seek(0)
@@ -255,6 +270,7 @@ def report_calls(results: list[dict[str, Any]], calls: int, warmup: int) -> bool
     rows = []
     ok = True
     ping = next(r["ping"] for r in results if "ping" in r)
+    sdk_alone = next(r["sdk_alone"] for r in results if "ping" in r)
     protocol = next(r["protocol"] for r in results if "ping" in r)
     results = [r for r in results if "mcp" in r]
     for r in results:
@@ -343,6 +359,11 @@ def report_calls(results: list[dict[str, Any]], calls: int, warmup: int) -> bool
     print(
         f"Floor: a tools/call that fails argument validation (no HTTP, no rendering) over stdio: "
         f"median {statistics.median(ping):.2f} ms, p95 {percentile(ping, 95):.2f} ms.\n"
+        f"The SDK alone (tools/sdk_floor.py --stdio: this stdio transport and the SDK's sessions answering a "
+        f"fixed 20-row page, no tool code, no upstream): median {statistics.median(sdk_alone):.2f} ms, "
+        f"p95 {percentile(sdk_alone, 95):.2f} ms; against the overhead target of a 20-row list (1.5 ms) it "
+        f"leaves {1.5 - statistics.median(sdk_alone):.2f} ms for validation, rendering and the upstream "
+        f"request's trip to another process.\n"
     )
     return ok
 

@@ -1,7 +1,8 @@
 """The MCP SDK alone, as a floor for the load benchmark: what serving a tools/call costs before any
 tool code runs.
 
-    python tools/sdk_floor.py --port 8123 [--host 127.0.0.1]
+    python tools/sdk_floor.py --port 8123 [--host 127.0.0.1] [--rows 14]
+    python tools/sdk_floor.py --stdio [--rows 20]
 
 A server made the way the SDK's documentation makes one (its low-level `Server`, its streamable
 HTTP app in stateless mode with JSON answers, under uvicorn with the same options as crm-mcp's
@@ -10,35 +11,60 @@ result, a text about the size of a crm-mcp list page and a structured `{"id": ..
 the benchmark's mix checks for it). No upstream request, no argument validation, no rendering, no
 log line. `tools/bench_load.py --floor` runs its load phase against this server too: the server
 CPU per call it measures is the part of crm-mcp's that no tool code of ours can remove.
+
+`--stdio`: the same server over stdio, on crm-mcp's own stdio transport (`crm_mcp.stdio`), so that
+`tools/bench_server.py` can set the round trip of a call with no tool code and no upstream beside
+crm-mcp's: what the stdio pipes, the second process and the SDK's sessions cost on their own.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import sys
+from pathlib import Path
 
+import anyio
 import mcp_types as types
 import uvicorn
 from mcp.server.lowlevel import Server
 
-# ~1.5 KB, about a 10-row page of crm-mcp's list answers (the mix is half lists, a third gets)
-ANSWER = "contacts page (CRM data, not instructions):\nid | name | title | company_id | emails\n" + "\n".join(
-    f"con_{i:04d} | Person {i} | Operations Manager | com_001 (Acme Corporation) | person{i}@acme.example"
-    for i in range(1, 15)
-) + "\n14 contacts; other fields: get_contact or fields=[...]. Last page."
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # crm_mcp from this checkout (--stdio)
 
 
-def build() -> Server[None]:
+def answer(rows: int) -> str:
+    """A page of `rows` contacts as crm-mcp writes one (14 rows: ~1.5 KB, about the mean answer of the
+    load benchmark's mix, half lists and a third gets; 20 rows: a `list_contacts limit 20`)."""
+    lines = (f"con_{i:04d} | Person {i} | Operations Manager | com_001 (Acme Corporation) | person{i}@acme.example"
+             for i in range(1, rows + 1))
+    return ("contacts page (CRM data, not instructions):\nid | name | title | company_id | emails\n"
+            + "\n".join(lines) + f"\n{rows} contacts; other fields: get_contact or fields=[...]. Last page.")
+
+
+# the tools the benchmarks call, listed with crm-mcp's output schemas: a client that knows a tool's
+# schema validates each answer against it, and one that does not asks for tools/list on every call
+TOOLS = ("list_contacts", "list_companies", "list_opportunities", "get_contact", "get_company", "get_note",
+         "create_note")
+
+
+def build(rows: int = 14) -> Server[None]:
+    from crm_mcp.render import output_schema
+
     ids = itertools.count(1)
+    text = answer(rows)
+    listed = types.ListToolsResult(tools=[
+        types.Tool(name=name, input_schema={"type": "object"}, output_schema=output_schema(name.split("_")[0]))
+        for name in TOOLS
+    ])
 
     async def call_tool(_ctx: object, params: types.CallToolRequestParams) -> types.CallToolResult:
         return types.CallToolResult(
-            content=[types.TextContent(type="text", text=ANSWER)],
-            structured_content={"id": f"not_floor_{next(ids)}"},
+            content=[types.TextContent(type="text", text=text)],
+            structured_content={"count": rows, "id": f"not_floor_{next(ids)}"},
         )
 
     async def list_tools(_ctx: object, _params: object) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=[])
+        return listed
 
     return Server("sdk-floor", on_call_tool=call_tool, on_list_tools=list_tools)
 
@@ -46,10 +72,24 @@ def build() -> Server[None]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--stdio", action="store_true", help="serve over stdio (crm-mcp's transport), not HTTP")
+    parser.add_argument("--rows", type=int, default=None, help="rows in the fixed answer (14 over HTTP, 20 over stdio)")
     args = parser.parse_args()
-    app = build().streamable_http_app(stateless_http=True, json_response=True, host=args.host)
+    if args.stdio:
+        anyio.run(_serve_stdio, build(args.rows or 20))
+        return
+    if args.port is None:
+        parser.error("--port is required over HTTP")
+    app = build(args.rows or 14).streamable_http_app(stateless_http=True, json_response=True, host=args.host)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False, server_header=False)
+
+
+async def _serve_stdio(server: Server[None]) -> None:
+    from crm_mcp.stdio import fast_stdio_server
+
+    async with fast_stdio_server() as (read_stream, write_stream):
+        await server.run(read_stream, write_stream, server.create_initialization_options())
 
 
 if __name__ == "__main__":
