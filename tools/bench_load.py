@@ -1,6 +1,6 @@
 """Load benchmark of the MCP server over streamable HTTP: concurrent clients, then a memory soak.
 
-    python tools/bench_load.py [--clients 50] [--calls 40] [--soak 5000] [--mode auto|legacy] [--workers 1,2]
+    python tools/bench_load.py [--clients 50] [--calls 40] [--soak 5000] [--mode auto|legacy] [--workers 1,2] [--floor]
 
 Set-up. The sandbox CRM (in-memory database) runs as a subprocess (`python -m crm_mcp sandbox`), or
 in this process with `--sandbox-inprocess`; the MCP server runs as a subprocess
@@ -30,6 +30,10 @@ shared consumer). Everything listens on 127.0.0.1 only, on free ports.
    (`crm-mcp serve --http --workers N`; the soak runs with the first count only) and ends with a
    table: calls per second, and CPU per call of the server (all its processes) and of the sandbox,
    with their ratio. On a shared machine CPU per call is the honest measure, not calls per second.
+
+4. Floor. `--floor` runs the load phase once more against the MCP SDK alone (`tools/sdk_floor.py`:
+   the SDK's stateless HTTP app answering every call at once with a fixed page, no tool code, no
+   upstream): its row in the CPU table is the server CPU per call that no code of ours can remove.
 
 Before/after. `--code DIR --server-python PY` runs the MCP server from another checkout and
 virtualenv (the sandbox and the clients stay the same), e.g. alternately:
