@@ -25,7 +25,6 @@ import ssl
 import urllib.request
 import zlib
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -35,28 +34,33 @@ import httpx2
 ACCEPT_ENCODING = "gzip, deflate"
 
 
-@dataclass(frozen=True, slots=True)
+# Plain classes, not dataclasses: this module is imported at start-up, where a dataclass costs ~0.5 ms.
 class Timeouts:
     """Seconds per phase of one attempt: opening a connection, waiting for a free one (and opening
     it), sending, and between two reads of the answer; none past the attempt's deadline."""
 
-    connect: float
-    pool: float
-    write: float
-    read: float
+    __slots__ = ("connect", "pool", "read", "write")
+
+    def __init__(self, connect: float, pool: float, write: float, read: float):
+        self.connect, self.pool, self.write, self.read = connect, pool, write, read
 
     def as_dict(self) -> dict[str, float]:
         return {"connect": self.connect, "pool": self.pool, "write": self.write, "read": self.read}
 
 
-@dataclass(slots=True)
 class Request:
-    method: str
-    url: str  # absolute and already percent-encoded
-    target: bytes  # its path and query exactly as built: what must go on the request line
-    headers: dict[str, str]
-    content: bytes | None
-    timeouts: Timeouts
+    """One request as the client built it."""
+
+    __slots__ = ("content", "headers", "method", "target", "timeouts", "url")
+
+    def __init__(self, method: str, url: str, target: bytes, headers: dict[str, str], content: bytes | None,
+                 timeouts: Timeouts):
+        self.method = method
+        self.url = url  # absolute and already percent-encoded
+        self.target = target  # its path and query exactly as built: what must go on the request line
+        self.headers = headers
+        self.content = content
+        self.timeouts = timeouts
 
 
 class Answer(Protocol):
