@@ -8,6 +8,7 @@ protocol messages.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import sys
@@ -119,10 +120,20 @@ def configure_logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
+# The young generation is collected after this many new container objects instead of Python's 700.
+# One tool call decodes and renders thousands of short-lived dicts and lists: at 700 the collector
+# ran several times per call, each time walking (and promoting) the call's data still in use, which
+# a few thousand allocations later is freed by reference counting anyway. Measured over HTTP, 6
+# alternating pairs: about 8% less server CPU per call. Cyclic garbage waits a little longer.
+GC_YOUNG_THRESHOLD = 7000
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     command = args.command or "serve"
+    if command in ("serve", "call"):  # before the server's imports, which allocate as much
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
     if command == "sandbox":
         from crm_mcp.sandbox.server import run_sandbox
 
