@@ -149,10 +149,11 @@ def describe_operation(op: Operation) -> str:
 def operation_tool(op: Operation) -> Tool:
     """The declaration of the tool that runs `op` (its input schema is published by `registry()`)."""
     from crm_mcp.render import output_schema  # render owns the result shapes
-    from crm_mcp.run_operation import run_operation
     from crm_mcp.tool_args import args_model
 
     async def handler(run: Run, args: Any) -> ToolResult:
+        from crm_mcp.run_operation import run_operation  # on the first call (start-up need not load it)
+
         return await run_operation(run, op, args)
 
     return Tool(

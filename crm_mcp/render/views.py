@@ -35,24 +35,6 @@ class Rendered:
     structured: dict[str, Any]  # its structuredContent: a small index that matches the tool's outputSchema
 
 
-# The records themselves are in the text content; these index it. tools/list carries one schema
-# per tool (50 tools, every turn), so they stay tiny: a list's count, cursor and how many rows a cut
-# left as bare ids; a record's id. A write's structured content is `{"id": ...}` too, but its schema
-# is the bare object: 30 write tools, and the id is in the text ("Created contact con_0201.").
-LIST_OUTPUT_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {"count": {"type": "integer"}, "next_cursor": {"type": "string"}, "ids_only": {"type": "integer"}},
-}
-RECORD_OUTPUT_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"id": {"type": "string"}}}
-WRITE_OUTPUT_SCHEMA: dict[str, Any] = {"type": "object"}
-_SCHEMAS = {"list": LIST_OUTPUT_SCHEMA, "get": RECORD_OUTPUT_SCHEMA}
-
-
-def output_schema(action: str) -> dict[str, Any]:
-    """The outputSchema of a tool of kind list, get, create, update or delete."""
-    return _SCHEMAS.get(action, WRITE_OUTPUT_SCHEMA)
-
-
 def _as_dict(record: Any) -> dict[str, Any]:
     if type(record) is dict:  # an API answer's record (the usual case)
         return dict(record)
