@@ -35,8 +35,15 @@ shared consumer). Everything listens on 127.0.0.1 only, on free ports.
    the SDK's stateless HTTP app answering every call at once with a fixed page, no tool code, no
    upstream): its row in the CPU table is the server CPU per call that no code of ours can remove.
 
-Before/after. `--code DIR --server-python PY` runs the MCP server from another checkout and
-virtualenv (the sandbox and the clients stay the same), e.g. alternately:
+Before/after. `--against DIR --pairs N` does the comparison itself: N load phases of this checkout
+alternating with N of the checkout DIR (one worker, no soak; the same sandbox code and clients),
+then a table per pair (calls/s, server CPU per call, server/sandbox) and the median of the pairs'
+ratios. On a machine whose speed drifts, the ratio within a pair is the figure to read:
+
+    python tools/bench_load.py --clients 20 --calls 150 --against /work/wt/baseline --pairs 8
+
+`--code DIR --server-python PY` runs the MCP server from another checkout and virtualenv (the
+sandbox and the clients stay the same), e.g. alternately by hand:
 
     python tools/bench_load.py --clients 20 --calls 50 --soak 0 --workers 1 \
         --code /work/wt/baseline --server-python /work/main/.venv/bin/python
@@ -732,6 +739,46 @@ def cpu_table(results: Sequence[BenchmarkResult]) -> str:
     return table(["workers", "calls/s", "server CPU ms/call", "sandbox CPU ms/call", "server/sandbox"], rows)
 
 
+def compare(code: Path, against: Path, *, pairs: int, clients: int, calls: int, mode: str = "auto",
+            call_timeout: float = 30.0, deadline: float = 900.0, python: str = sys.executable,
+            driver: str = "raw") -> list[tuple[BenchmarkResult, BenchmarkResult]]:
+    """`pairs` load phases of `code`, each followed by one of `against` (one worker, no soak)."""
+    def one(tree: Path) -> BenchmarkResult:
+        return run_benchmark(clients=clients, calls=calls, soak=0, mode=mode, call_timeout=call_timeout,
+                             deadline=deadline, code=tree, python=python, driver=driver)
+
+    results = []
+    for no in range(pairs):
+        results.append((one(code), one(against)))
+        print(f"pair {no + 1} of {pairs} done", file=sys.stderr, flush=True)
+    return results
+
+
+def pairs_table(pairs: Sequence[tuple[BenchmarkResult, BenchmarkResult]], code: Path, against: Path) -> str:
+    """Per pair: calls/s, server CPU per call and server/sandbox of each side, and the ratio of calls/s;
+    then the medians."""
+    def figures(r: BenchmarkResult) -> tuple[float, float, float]:
+        server, sandbox, _ = r.load.cpu
+        n = r.load.calls or 1
+        rate = r.load.calls / r.load.wall if r.load.wall else float("nan")
+        return rate, server / n * 1000.0, server / sandbox if sandbox else float("nan")
+
+    rows, ratios = [], []
+    for no, (mine, theirs) in enumerate(pairs, 1):
+        (rate_a, cpu_a, share_a), (rate_b, cpu_b, share_b) = figures(mine), figures(theirs)
+        ratios.append(rate_a / rate_b)
+        rows.append([no, rate_a, rate_b, f"{rate_a / rate_b:.2f}", f"{cpu_a:.2f}", f"{cpu_b:.2f}",
+                     f"{share_a:.2f}", f"{share_b:.2f}"])
+    errors = sum(r.errors for pair in pairs for r in pair)
+    return "\n".join([
+        f"## {code} against {against}: {len(pairs)} alternating pairs", "",
+        table(["pair", "calls/s", "calls/s (against)", "ratio", "server CPU ms/call", "(against)",
+               "server/sandbox", "(against)"], rows), "",
+        f"calls/s ratio, median of the pairs: {statistics.median(ratios):.2f} (range {min(ratios):.2f}-"
+        f"{max(ratios):.2f}); errors: {errors}",
+    ])
+
+
 def machine_line() -> str:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return f"{platform.python_implementation()} {platform.python_version()}, {usable} usable CPUs, {platform.system()}"
@@ -761,6 +808,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="run the MCP server from this checkout (before/after comparisons; default: this one)")
     parser.add_argument("--server-python", default=sys.executable,
                         help="the interpreter (virtualenv) the MCP server runs with (default: this one)")
+    parser.add_argument("--against", type=Path, default=None, metavar="DIR",
+                        help="compare with the checkout DIR: --pairs load phases of each, alternating (one worker, "
+                             "no soak), and the median ratio of the pairs")
+    parser.add_argument("--pairs", type=int, default=5, help="alternating pairs with --against (default 5)")
     parser.add_argument("--floor", action="store_true",
                         help="also run the load phase against the SDK alone (tools/sdk_floor.py: every call answered "
                              "at once, no tool code): the server CPU per call no tool code can remove")
@@ -777,6 +828,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("sizes must be positive")
     print(f"# crm-mcp HTTP load benchmark\n\n{machine_line()}, load average {os.getloadavg()[0]:.2f}\n",
           flush=True)
+    if args.against is not None:
+        if args.pairs < 1:
+            parser.error("--pairs must be positive")
+        pairs = compare(args.code, args.against, pairs=args.pairs, clients=args.clients, calls=args.calls,
+                        mode=args.mode, call_timeout=args.call_timeout, deadline=args.deadline,
+                        python=args.server_python, driver=args.driver)
+        print(pairs_table(pairs, args.code, args.against))
+        print(f"\nload average {os.getloadavg()[0]:.2f}")
+        return 0 if all(a.ok and b.ok for a, b in pairs) else 1
     results = []
     for no, workers in enumerate(worker_counts):
         result = run_benchmark(

@@ -61,6 +61,23 @@ def test_the_sdk_floor_answers_the_same_mix(bench: ModuleType) -> None:
     assert "| SDK alone, 1 |" in bench.cpu_table([result])
 
 
+def test_a_comparison_alternates_the_two_trees_and_gives_the_median_ratio(bench: ModuleType) -> None:
+    """`--against DIR --pairs N`: each pair runs this tree then DIR, and the table gives each pair's
+    figures and the median ratio of calls per second (here a tree against itself)."""
+    pairs = bench.compare(bench.ROOT, bench.ROOT, pairs=2, clients=3, calls=10, deadline=120.0)
+    assert len(pairs) == 2
+    for mine, theirs in pairs:
+        assert mine.load.calls == theirs.load.calls == 30
+        assert mine.errors == theirs.errors == 0
+    text = bench.pairs_table(pairs, bench.ROOT, bench.ROOT)
+    rows = [line for line in text.splitlines() if line.startswith("| 1 |") or line.startswith("| 2 |")]
+    assert len(rows) == 2
+    median = float(text.split("median of the pairs: ")[1].split(" ")[0])
+    ratios = [float(row.split("|")[4]) for row in rows]
+    assert median == pytest.approx(sum(ratios) / 2, abs=0.011) and all(r > 0 for r in ratios)
+    assert "errors: 0" in text
+
+
 def test_flatness_verdict(bench: ModuleType) -> None:
     def soak(values: list[int]) -> object:
         return bench.SoakResult(calls=len(values) * 10, tally=bench.Tally(), wall=1.0,
