@@ -36,16 +36,26 @@ CLIENT_SPAN_ID = "00f067aa0ba902b7"
 CLIENT_TRACEPARENT = f"00-{CLIENT_TRACE_ID}-{CLIENT_SPAN_ID}-01"
 
 
-@pytest.fixture(scope="session")
-def otel() -> tuple[InMemorySpanExporter, InMemoryMetricReader]:
-    """The SDK's providers with in-memory exporters, installed once (OTel allows one per process)."""
+@pytest.fixture(scope="module")
+def otel() -> Iterator[tuple[InMemorySpanExporter, InMemoryMetricReader]]:
+    """The SDK's providers with in-memory exporters, for this module's tests only. OTel installs a
+    provider once per process; left installed, it would turn telemetry on for every test that runs
+    after these in the same process (a `traceparent` on their upstream requests). So the API's
+    globals are put back afterwards, as OpenTelemetry's own test utilities do."""
     spans, reader = InMemorySpanExporter(), InMemoryMetricReader()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(spans))
     trace.set_tracer_provider(provider)
     metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
     assert trace.get_tracer_provider() is provider, "another tracer provider was installed first"
-    return spans, reader
+    yield spans, reader
+    from opentelemetry.metrics import _internal as metrics_internal
+    from opentelemetry.util._once import Once
+
+    trace._TRACER_PROVIDER_SET_ONCE = Once()
+    trace._TRACER_PROVIDER = None
+    metrics_internal._METER_PROVIDER_SET_ONCE = Once()
+    metrics_internal._METER_PROVIDER = None
 
 
 @pytest.fixture
