@@ -679,6 +679,7 @@ async def test_delete_whose_first_attempt_got_lost_reports_probably_deleted() ->
 # ---------------------------------------------------------------------------------- cancellation
 
 
+@pytest.mark.slow  # waits out real timeouts: run with the timing-bound tests
 @pytest.mark.anyio
 async def test_cancellation_stops_a_slow_request_promptly() -> None:
     state = {"started": False, "cancelled": False}
@@ -703,6 +704,7 @@ async def test_cancellation_stops_a_slow_request_promptly() -> None:
     assert elapsed < 2.0
 
 
+@pytest.mark.slow  # waits out real timeouts: run with the timing-bound tests
 @pytest.mark.anyio
 async def test_cancellation_interrupts_the_backoff_wait() -> None:
     up = Upstream(fail(429, **{"retry-after": "30"}))
@@ -749,6 +751,7 @@ def silent_server() -> Iterator[str]:
         server.close()
 
 
+@pytest.mark.slow  # waits out real timeouts: run with the timing-bound tests
 @pytest.mark.anyio
 async def test_real_connection_refused_is_retried_for_a_create(pool: str) -> None:
     fake = FakeTime()
@@ -761,6 +764,7 @@ async def test_real_connection_refused_is_retried_for_a_create(pool: str) -> Non
     assert info.value.attempts == 3
 
 
+@pytest.mark.slow  # waits out real timeouts: run with the timing-bound tests
 @pytest.mark.anyio
 async def test_real_read_timeout_on_a_create_is_uncertain(silent_server: str, pool: str) -> None:
     client = ApideckClient(KEY, APP, CONSUMER, base_url=silent_server, read_timeout=0.3, pool=pool)
@@ -771,6 +775,7 @@ async def test_real_read_timeout_on_a_create_is_uncertain(silent_server: str, po
     assert info.value.attempts == 1 and time.perf_counter() - t0 < 3
 
 
+@pytest.mark.slow  # waits out real timeouts: run with the timing-bound tests
 @pytest.mark.anyio
 async def test_real_slow_read_is_cancelled_promptly(silent_server: str, pool: str) -> None:
     client = ApideckClient(KEY, APP, CONSUMER, base_url=silent_server, pool=pool)
@@ -893,6 +898,7 @@ async def test_sandbox_dropped_create_is_uncertain_and_the_hint_finds_the_truth(
     assert len(found.body["data"]) == (1 if after_apply else 0)
 
 
+@pytest.mark.slow  # waits out real timeouts: run with the timing-bound tests
 @pytest.mark.anyio
 async def test_sandbox_slow_read_times_out_and_is_retried(sandbox: Any) -> None:
     async with sandbox_client(sandbox) as warm:  # seed the consumer first: seeding is not the slow part
@@ -904,6 +910,7 @@ async def test_sandbox_slow_read_times_out_and_is_retried(sandbox: Any) -> None:
     assert page.attempts == 2 and time.perf_counter() - t0 < 2.5
 
 
+@pytest.mark.slow  # waits out real timeouts: run with the timing-bound tests
 @pytest.mark.anyio
 async def test_sandbox_cancellation_stops_a_slow_request(sandbox: Any) -> None:
     sandbox.faults.slow(5.0, times=1)

@@ -163,6 +163,7 @@ class Endless:
             pass
 
 
+@pytest.mark.slow  # a real server or subprocess, seconds of set-up: with the slow tests
 async def test_reading_stops_at_the_byte_budget(pool: str) -> None:
     """An upstream that ignores `limit` and streams rows without end: the client reads at most its
     budget (4 MB) and stops; what the upstream could push is that plus the sockets' buffers."""

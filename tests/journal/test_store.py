@@ -157,6 +157,7 @@ async def test_a_failed_create_frees_its_retry_window_entry(store: JournalStore)
     assert await store.claim_retry("k2", window=600) is None
 
 
+@pytest.mark.slow  # waits out real timeouts: run with the timing-bound tests
 async def test_a_write_waits_for_a_lock_another_process_holds_then_lands(tmp_path: Path) -> None:
     """SQLite statements run on the event loop without waiting for a lock: one that finds the file
     locked (here by another connection, as another worker process would) runs again in the worker

@@ -278,6 +278,7 @@ def run_python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[st
                           timeout=60)
 
 
+@pytest.mark.slow  # a real server or subprocess, seconds of set-up: with the slow tests
 def test_without_the_sdk_configure_says_how_to_get_it_and_tracing_stays_a_no_op() -> None:
     code = """
 import logging, sys
@@ -314,6 +315,7 @@ def otlp_receiver() -> Iterator[tuple[str, list[tuple[str, bytes]]]]:
         yield f"http://127.0.0.1:{port}", received
 
 
+@pytest.mark.slow  # a real server or subprocess, seconds of set-up: with the slow tests
 def test_configure_exports_over_otlp_from_the_standard_variables(
     otlp_receiver: tuple[str, list[tuple[str, bytes]]],
 ) -> None:

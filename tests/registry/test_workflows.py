@@ -159,6 +159,7 @@ async def test_search_limit_and_no_match(client: Client) -> None:
     assert "No companies, contacts, leads or opportunities match" in text_of(nothing)
 
 
+@pytest.mark.slow  # waits out real timeouts: run with the timing-bound tests
 async def test_search_runs_its_calls_concurrently(client: Client, faults: Any) -> None:
     await call(client, "search_crm", {"query": "warm-up"})  # sandbox and client started
     faults.slow(0.4, times=None, probability=1.0, methods={"GET"}, path="/crm/*")

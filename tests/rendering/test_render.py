@@ -14,9 +14,8 @@ from typing import Any
 
 import jsonschema
 import pytest
-import yaml
 
-from crm_mcp.operations import OPERATIONS, RESOURCES, spec_path
+from crm_mcp.operations import OPERATIONS, RESOURCES
 from crm_mcp.render import (
     LIST_OUTPUT_SCHEMA,
     RECORD_OUTPUT_SCHEMA,
@@ -28,6 +27,7 @@ from crm_mcp.render import (
     render_write,
 )
 from crm_mcp.sandbox.seed import build_seed
+from crm_mcp.sandbox.validation import load_spec
 from crm_mcp.tokens import count_tokens, json_tokens
 
 CURSOR = "c2FuZGJveDpjb250YWN0czoyMA=="
@@ -68,9 +68,8 @@ def cost(rendered: Rendered) -> int:
     return count_tokens(rendered.text) + json_tokens(rendered.structured)
 
 
-@cache
 def _spec() -> dict[str, Any]:
-    return yaml.safe_load(spec_path().read_text())
+    return load_spec()  # the sandbox's parsed contract (cached, read with libyaml): only read here
 
 
 def _example(node: dict[str, Any]) -> Any:

@@ -38,6 +38,7 @@ def test_server_errors(sandbox_client: httpx2.Client, faults: FaultPlan, status:
     assert sandbox_client.post("/crm/notes", json={"title": "ok"}).status_code == 201
 
 
+@pytest.mark.slow  # waits out real timeouts: run with the timing-bound tests
 def test_slow(sandbox_client: httpx2.Client, faults: FaultPlan) -> None:
     faults.slow(0.3, methods={"PATCH"})
     started = time.perf_counter()

@@ -26,6 +26,7 @@ def client_for(server: SandboxServer) -> httpx2.Client:
     return httpx2.Client(base_url=server.base_url, headers=HEADERS, event_hooks=HOOKS)
 
 
+@pytest.mark.slow  # a real server or subprocess, seconds of set-up: with the slow tests
 def test_acknowledged_writes_survive_a_restart(tmp_path: Path) -> None:
     db = tmp_path / "nested" / "sandbox.db"
     with SandboxServer(db=db) as server, client_for(server) as client:

@@ -201,6 +201,7 @@ def test_mcp_errors_carry_no_key(sandbox_server: Any) -> None:
 # every tool with the first way (slow: 50 calls over HTTP), every fifth tool with the others
 @pytest.mark.parametrize("how", [pytest.param("x-apideck-api-key", marks=pytest.mark.slow), "authorization",
                                  "x-apideck-api-key behind a server token"])
+@pytest.mark.slow  # a real server or subprocess, seconds of set-up: with the slow tests
 def test_per_request_tenant_keys_over_http_do_not_leak(
     strict_sandbox: SandboxServer, captured: Everything, how: str
 ) -> None:
