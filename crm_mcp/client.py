@@ -43,7 +43,6 @@ from dataclasses import dataclass, field, replace
 from functools import cache
 from types import TracebackType
 from typing import Any, Literal, Self
-from urllib.parse import urlsplit
 
 import anyio
 import httpx2
@@ -183,9 +182,9 @@ class ApideckClient:
     ) -> None:
         self._credentials = Credentials(api_key or "", app_id or "", consumer_id or None, service_id or None)
         self._base_url = _check_base_url(base_url)
-        self._base_path = httpx2.URL(self._base_url).raw_path.rstrip(b"/")  # parsed once, not per call
-        origin = urlsplit(self._base_url)
-        self._host, self._port = origin.hostname or "", origin.port  # for telemetry
+        origin = httpx2.URL(self._base_url)  # parsed once, not per call
+        self._base_path = origin.raw_path.rstrip(b"/")
+        self._host, self._port = origin.host, origin.port  # for telemetry
         self._retry = retry or RetryPolicy()
         self._timeout = httpx2.Timeout(
             connect=connect_timeout, read=read_timeout, write=write_timeout, pool=pool_timeout

@@ -174,10 +174,6 @@ class Inflate:
             raise UnsupportedEncoding(f"content encoding {self._encoding!r}, which was not asked for")
         self._first = True
 
-    @property
-    def identity(self) -> bool:
-        return self._zlib is None
-
     def feed(self, chunk: bytes, room: int) -> bytes | None:
         """The decoded bytes of `chunk`, or None when they would be more than `room`. Raises
         zlib.error for a body that is not what its encoding says."""

@@ -724,18 +724,32 @@ def report(result: BenchmarkResult, mode: str) -> str:
     return "\n".join(out)
 
 
+@dataclass
+class PerCall:
+    """A load phase's figures: calls per second, CPU ms per call of server and sandbox, and their ratio."""
+
+    rate: float
+    server_ms: float
+    sandbox_ms: float
+    share: float
+
+
+def per_call(result: BenchmarkResult) -> PerCall:
+    server, sandbox, _ = result.load.cpu
+    n = result.load.calls or 1
+    rate = result.load.calls / result.load.wall if result.load.wall else float("nan")
+    return PerCall(rate, server / n * 1000.0, sandbox / n * 1000.0, server / sandbox if sandbox else float("nan"))
+
+
 def cpu_table(results: Sequence[BenchmarkResult]) -> str:
     """Per worker count, the load phase's calls per second and CPU per call of server and sandbox."""
     rows = []
     for r in results:
-        server, sandbox, _ = r.load.cpu
-        n = r.load.calls or 1
+        f = per_call(r)
         if r.floor:  # no upstream: the sandbox's CPU is not the floor's to compare with
-            rows.append(["SDK alone, 1", r.load.calls / r.load.wall if r.load.wall else float("nan"),
-                         server / n * 1000.0, "-", "-"])
+            rows.append(["SDK alone, 1", f.rate, f.server_ms, "-", "-"])
             continue
-        rows.append([r.workers, r.load.calls / r.load.wall if r.load.wall else float("nan"),
-                     server / n * 1000.0, sandbox / n * 1000.0, f"{server / sandbox:.2f}" if sandbox else "nan"])
+        rows.append([r.workers, f.rate, f.server_ms, f.sandbox_ms, f"{f.share:.2f}"])
     return table(["workers", "calls/s", "server CPU ms/call", "sandbox CPU ms/call", "server/sandbox"], rows)
 
 
@@ -757,18 +771,12 @@ def compare(code: Path, against: Path, *, pairs: int, clients: int, calls: int, 
 def pairs_table(pairs: Sequence[tuple[BenchmarkResult, BenchmarkResult]], code: Path, against: Path) -> str:
     """Per pair: calls/s, server CPU per call and server/sandbox of each side, and the ratio of calls/s;
     then the medians."""
-    def figures(r: BenchmarkResult) -> tuple[float, float, float]:
-        server, sandbox, _ = r.load.cpu
-        n = r.load.calls or 1
-        rate = r.load.calls / r.load.wall if r.load.wall else float("nan")
-        return rate, server / n * 1000.0, server / sandbox if sandbox else float("nan")
-
     rows, ratios = [], []
     for no, (mine, theirs) in enumerate(pairs, 1):
-        (rate_a, cpu_a, share_a), (rate_b, cpu_b, share_b) = figures(mine), figures(theirs)
-        ratios.append(rate_a / rate_b)
-        rows.append([no, rate_a, rate_b, f"{rate_a / rate_b:.2f}", f"{cpu_a:.2f}", f"{cpu_b:.2f}",
-                     f"{share_a:.2f}", f"{share_b:.2f}"])
+        a, b = per_call(mine), per_call(theirs)
+        ratios.append(a.rate / b.rate)
+        rows.append([no, a.rate, b.rate, f"{a.rate / b.rate:.2f}", f"{a.server_ms:.2f}", f"{b.server_ms:.2f}",
+                     f"{a.share:.2f}", f"{b.share:.2f}"])
     errors = sum(r.errors for pair in pairs for r in pair)
     return "\n".join([
         f"## {code} against {against}: {len(pairs)} alternating pairs", "",
