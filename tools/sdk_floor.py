@@ -66,7 +66,10 @@ def build(rows: int = 14) -> Server[None]:
     async def list_tools(_ctx: object, _params: object) -> types.ListToolsResult:
         return listed
 
-    return Server("sdk-floor", on_call_tool=call_tool, on_list_tools=list_tools)
+    # As crm-mcp does: no tool schema declares an Mcp-Param-* header, so the SDK need not run (and
+    # serialize) tools/list on every HTTP tools/call to look for one.
+    return Server("sdk-floor", on_call_tool=call_tool, on_list_tools=list_tools,
+                  get_tool_input_schema=lambda _name: None)
 
 
 def main() -> None:
