@@ -39,7 +39,7 @@ import ssl
 import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import cache
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -49,6 +49,7 @@ import httpx2
 from pydantic_core import to_jsonable_python
 
 from crm_mcp import __version__, telemetry
+from crm_mcp.credentials import Credentials
 from crm_mcp.error_decoding import decode_error, request_id_from
 from crm_mcp.errors import (
     CallContext,
@@ -101,16 +102,6 @@ DEFAULT_LIMITS = httpx2.Limits(max_connections=128, keepalive_expiry=30)
 _NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout, httpx2.UnsupportedProtocol)
 # Transport failures that no retry can fix.
 _FATAL_TRANSPORT = (httpx2.UnsupportedProtocol, httpx2.LocalProtocolError)
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """Apideck credentials for one tenant. The key and app id never appear in `repr`."""
-
-    api_key: str = field(repr=False)
-    app_id: str = field(repr=False)
-    consumer_id: str | None = None
-    service_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,9 +23,8 @@ import anyio
 from pydantic import ValidationError
 
 from crm_mcp import telemetry
-from crm_mcp.client import Credentials
 from crm_mcp.config import Settings
-from crm_mcp.errors import CrmError
+from crm_mcp.credentials import Credentials
 from crm_mcp.redaction import redact, redact_obj
 from crm_mcp.tenants import TenantClient
 from crm_mcp.tool_args import switching_model
@@ -163,6 +162,8 @@ async def call_tool(tool: Tool, arguments: dict[str, Any] | None, run: Run, *, c
 
 
 async def _run(tool: Tool, args: Any, run: Run) -> ToolResult:
+    from crm_mcp.errors import CrmError  # loaded with the API client by the first call, not at start-up
+
     try:
         return await tool.handler(run, args)
     except CrmError as exc:

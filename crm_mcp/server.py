@@ -83,9 +83,15 @@ def _call_result(result: ToolResult) -> types.CallToolResult:
 
 def _declares_mcp_header(schema: Any) -> bool:
     """Whether a JSON schema has an `x-mcp-header` key anywhere (what the SDK checks Mcp-Param-* headers against)."""
+    if "x-mcp-header" not in repr(schema):  # the key would show in the repr: no walk (~1 ms at start-up)
+        return False
+    return _has_mcp_header_key(schema)
+
+
+def _has_mcp_header_key(schema: Any) -> bool:
     if isinstance(schema, dict):
-        return "x-mcp-header" in schema or any(_declares_mcp_header(value) for value in schema.values())
-    return isinstance(schema, list) and any(_declares_mcp_header(value) for value in schema)
+        return "x-mcp-header" in schema or any(_has_mcp_header_key(value) for value in schema.values())
+    return isinstance(schema, list) and any(_has_mcp_header_key(value) for value in schema)
 
 
 def build_server(

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from crm_mcp.client import ApiResponse, Credentials
-from crm_mcp.operations import Operation
+from crm_mcp.credentials import Credentials
+
+if TYPE_CHECKING:  # the API client loads with the first call, not at start-up
+    from crm_mcp.client import ApiResponse
+    from crm_mcp.operations import Operation
 
 SERVER_AUTHENTICATED = "crm_mcp.server_token_checked"  # ASGI scope key set by the bearer guard
 OAUTH_CALLER = "crm_mcp.oauth_caller"  # ASGI scope key set by the OAuth guard: an OAuthCaller

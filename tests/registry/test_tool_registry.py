@@ -191,7 +191,8 @@ async def test_odd_envelopes_from_upstream_are_read_without_internal_errors(body
 @pytest.mark.slow  # a Python process of its own
 def test_start_up_does_not_import_the_modules_that_declare_tools() -> None:
     """The workflow and journal tools are published from tools.json: building a server and its tool
-    list imports neither their modules nor the journal (~10 ms of start-up); the first call does."""
+    list imports neither their modules nor the journal (~10 ms of start-up); the first call does.
+    Nor the API client and its errors (~10 ms, most of it their dataclasses): a call loads them."""
     import subprocess
     import sys
 
@@ -200,7 +201,7 @@ def test_start_up_does_not_import_the_modules_that_declare_tools() -> None:
         "build_server(Settings(api_key='k', app_id='a', consumer_id='c'));"
         "from crm_mcp.tools import registry; assert len(registry()) == 56;"
         "print(sorted(m for m in sys.modules if m.startswith(('crm_mcp.workflows', 'crm_mcp.journal', "
-        "'crm_mcp.changes_tools'))))"
+        "'crm_mcp.changes_tools', 'crm_mcp.client', 'crm_mcp.errors', 'crm_mcp.error_decoding'))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr

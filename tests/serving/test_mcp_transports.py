@@ -215,6 +215,9 @@ async def test_mcp_param_headers_are_checked_only_against_schemas_that_declare_t
 
     assert _declares_mcp_header({"properties": {"region": {"type": "string", "x-mcp-header": "Region"}}})
     assert _declares_mcp_header({"anyOf": [{"type": "null"}, {"properties": {"r": {"x-mcp-header": "R"}}}]})
+    # named only in a value (the repr shows it, the walk finds no such key), or nowhere
+    assert not _declares_mcp_header({"properties": {"r": {"description": "not an x-mcp-header"}}})
+    assert not _declares_mcp_header({"properties": {"r": {"type": "string"}}})
     server = build_server(sandbox_settings(sandbox_server))
     assert server.get_tool_input_schema is not None  # set: the SDK never lists tools per call
     for name in ("list_contacts", "create_contact", "update_opportunity", "log_interaction"):
