@@ -36,8 +36,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from crm_mcp.auth.authorization_server import AuthorizationServer, AuthServerError
 from crm_mcp.auth.scopes import BASELINE, SCOPES, scope_for_request
 from crm_mcp.auth.tokens import InvalidToken, TokenValidator
-from crm_mcp.client import Credentials
 from crm_mcp.config import OAuthSettings, Settings
+from crm_mcp.credentials import Credentials
 from crm_mcp.tenants import OAUTH_CALLER, OAuthCaller
 
 log = logging.getLogger("crm_mcp.auth")

@@ -18,7 +18,7 @@ from oauth_support import mcp_server, post, session, tools_call
 from oidc_support import AuthorizationServer
 from starlette.authentication import AuthCredentials
 
-from crm_mcp.client import Credentials
+from crm_mcp.credentials import Credentials
 from crm_mcp.http import MAX_BODY_BYTES
 from crm_mcp.selection import Selection
 from crm_mcp.server import build_server
