@@ -199,11 +199,27 @@ def item(field: str, element: Any, *, short: bool) -> str:
     return ", ".join(pairs)
 
 
+def _primary(items: list[Any]) -> Any:
+    """The first non-empty item typed "primary", else the first non-empty one (None: none is)."""
+    first = None
+    for v in items:
+        if is_empty(v):
+            continue
+        if isinstance(v, Mapping) and v.get("type") == "primary":
+            return v
+        if first is None:
+            first = v
+    return first
+
+
 def value(field: str, raw: Any, *, short: bool = False, card: bool = False) -> str:
     """A field's value on one line. `short`: a list cell (the primary or first email, phone, address);
     `card`: a record card, which leaves out the type of a lone email, phone or website."""
     if type(raw) is str:  # most values: `scalar`'s way with a string, without its type tests
         return _date(raw, field, short) or quote(raw, CELL_CHARS if short else None)
+    if short and not card and type(raw) is list and field in PRIMARY_ONLY:  # a list cell: one item
+        chosen = _primary(raw)
+        return "" if chosen is None else item(field, chosen, short=True)
     if isinstance(raw, list):
         items = [v for v in raw if not is_empty(v)]
         if card and len(items) == 1 and field in _TYPED_LISTS:
