@@ -170,7 +170,7 @@ def _schema_field(item: Mapping[str, Any]) -> str:
 
 def item(field: str, element: Any, *, short: bool) -> str:
     """One element of a nested field, written readably."""
-    if not isinstance(element, Mapping):
+    if type(element) is not dict and not isinstance(element, Mapping):  # a dict skips the ABC check
         return scalar(element, field, short=short)
     get = element.get
     if field in ("emails", "websites", "social_links"):
@@ -205,7 +205,7 @@ def _primary(items: list[Any]) -> Any:
     for v in items:
         if is_empty(v):
             continue
-        if isinstance(v, Mapping) and v.get("type") == "primary":
+        if (type(v) is dict or isinstance(v, Mapping)) and v.get("type") == "primary":
             return v
         if first is None:
             first = v
@@ -229,6 +229,6 @@ def value(field: str, raw: Any, *, short: bool = False, card: bool = False) -> s
             items = (primary or items)[:1]
         nested = field not in PRIMARY_ONLY and any(isinstance(v, Mapping) for v in items)
         return ("; " if nested else ", ").join(item(field, v, short=short) for v in items)
-    if isinstance(raw, Mapping):
+    if type(raw) is dict or isinstance(raw, Mapping):
         return item(field, raw, short=short)
     return scalar(raw, field, short=short)
