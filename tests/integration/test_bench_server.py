@@ -1,0 +1,38 @@
+"""tools/bench_server.py's part 1 at a reduced size, and the SDK-alone server it compares with."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from bench_support import load_tool
+
+
+def test_the_sdk_alone_server_is_never_asked_for_a_tool_schema_per_call() -> None:
+    """The floor answers as crm-mcp does: it gives the SDK a `get_tool_input_schema` that finds no
+    Mcp-Param-* declaration, so no tools/list runs inside an HTTP tools/call (it did, about 45% of
+    the floor's CPU, which crm-mcp never paid)."""
+    floor = load_tool("sdk_floor")
+    server = floor.build(rows=3)
+    assert server.get_tool_input_schema is not None
+    assert all(server.get_tool_input_schema(name) is None for name in floor.TOOLS)
+
+
+@pytest.mark.slow  # four server processes and a sandbox process
+def test_part_one_times_a_lean_client_and_reports_both_targets(capsys: pytest.CaptureFixture[str]) -> None:
+    bench = load_tool("bench_server")
+    with bench.sandbox_process() as base_url:
+        found = anyio.run(bench.bench_calls, base_url, 3, 1, "auto", backend="asyncio")
+    labels = [case[0] for case in bench.CASES]
+    assert set(found["target"]) == {*labels, "floors"}
+    for label in labels:
+        target, detail = found["target"][label], found["breakdown"][label]
+        assert len(target["mcp"]) == len(target["http"]) == 3
+        assert {"mcp", "http", "sdk", "runtime", "inproc", "server_runtime"} <= set(detail)
+        assert all(t > 0 for t in target["mcp"] + target["http"])
+    assert len(found["breakdown"]["floors"]["sdk_alone_sdk"]) == 3
+    pooled_ok, list_ok = bench.report_calls(found, 3, 1)
+    out = capsys.readouterr().out
+    assert "| all calls above (pooled) |" in out and "the SDK client's share" in out
+    pooled = float(out.split("| all calls above (pooled) |")[1].split("|")[5])
+    assert pooled_ok == (pooled <= bench.OVERHEAD_TARGET_MS)
+    assert isinstance(list_ok, bool)
