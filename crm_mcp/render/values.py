@@ -217,16 +217,15 @@ def value(field: str, raw: Any, *, short: bool = False, card: bool = False) -> s
     `card`: a record card, which leaves out the type of a lone email, phone or website."""
     if type(raw) is str:  # most values: `scalar`'s way with a string, without its type tests
         return _date(raw, field, short) or quote(raw, CELL_CHARS if short else None)
-    if short and not card and type(raw) is list and field in PRIMARY_ONLY:  # a list cell: one item
-        chosen = _primary(raw)
-        return "" if chosen is None else item(field, chosen, short=True)
     if isinstance(raw, list):
+        if short and not card and field in PRIMARY_ONLY:  # a list cell: the one item it shows
+            chosen = _primary(raw)
+            return "" if chosen is None else item(field, chosen, short=True)
         items = [v for v in raw if not is_empty(v)]
         if card and len(items) == 1 and field in _TYPED_LISTS:
             short = True
         if short and field in PRIMARY_ONLY:
-            primary = [v for v in items if isinstance(v, Mapping) and v.get("type") == "primary"]
-            items = (primary or items)[:1]
+            items = [chosen for chosen in (_primary(items),) if chosen is not None]
         nested = field not in PRIMARY_ONLY and any(isinstance(v, Mapping) for v in items)
         return ("; " if nested else ", ").join(item(field, v, short=short) for v in items)
     if type(raw) is dict or isinstance(raw, Mapping):
