@@ -225,10 +225,10 @@ class CrmRuntime:
         return self._client if credentials is None else TenantClient(self._client, credentials)
 
     def load_client_code(self) -> None:
-        """Imports, on the calling thread, what making the API client will import (`load_pool`):
-        imports hold the GIL, so in the thread that makes the client (`_prepare` in
-        crm_mcp.server) they would only slow the first messages down and leave the first call
-        waiting for them."""
+        """Imports, on the calling thread, what making the API client will import: the client
+        module itself (start-up leaves it out) and its connection pool (`load_pool`). Imports hold
+        the GIL, so in the thread that makes the client (`_prepare` in crm_mcp.server) they would
+        only slow the first messages down and leave the first call waiting for them."""
         from crm_mcp.client import load_pool
 
         if self._transport is None:
