@@ -46,16 +46,43 @@ def _variants(secret: str) -> set[str]:
     return {f for f in forms if len(f) >= MIN_SECRET_LENGTH}
 
 
+# The only characters outside ASCII that re.IGNORECASE matches to an ASCII character (every code
+# point checked): İ and ı to i, ſ to s, the Kelvin sign to k. İ is also the only character whose
+# lower() is two characters long, so it is mapped first.
+_ASCII_LOOKALIKE = re.compile("[\u0130\u0131\u017f\u212a]")
+_TO_ASCII = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"})
+
+
+class _Known:
+    """One pattern for every form of the known secrets, longest first; and, when every form is
+    ASCII, those forms folded, to tell cheaply that a text holds none of them."""
+
+    __slots__ = ("folded", "pattern")
+
+    def __init__(self, forms: set[str]):
+        self.pattern = re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)),
+                                  re.IGNORECASE)
+        self.folded = tuple(f.lower() for f in forms) if all(f.isascii() for f in forms) else None
+
+    def sub(self, text: str) -> str:
+        # The pattern matches exactly where the folded text holds a folded form (the case of an
+        # ASCII letter, or a look-alike above, is all IGNORECASE adds to a literal): a text that
+        # holds none, as nearly every result does, skips the regex search (~50 µs for 2 KB).
+        if self.folded is not None:
+            folded = text if text.isascii() or not _ASCII_LOOKALIKE.search(text) else text.translate(_TO_ASCII)
+            folded = folded.lower()
+            if not any(form in folded for form in self.folded):
+                return text
+        return self.pattern.sub(REDACTED, text)
+
+
 @lru_cache(maxsize=64)
-def _known(secrets: frozenset[str]) -> re.Pattern[str] | None:
-    """One pattern for every form of the known secrets, longest first."""
+def _known(secrets: frozenset[str]) -> _Known | None:
     forms: set[str] = set()
     for secret in secrets:
         if len(secret) >= MIN_SECRET_LENGTH:
             forms |= _variants(secret)
-    if not forms:
-        return None
-    return re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)), re.IGNORECASE)
+    return _Known(forms) if forms else None
 
 
 def redact(text: str, secrets: Iterable[str | None] = (), *, patterns: bool = True) -> str:
@@ -69,7 +96,7 @@ def redact(text: str, secrets: Iterable[str | None] = (), *, patterns: bool = Tr
         text = str(text)
     known = _known(frozenset(s for s in secrets if s))
     if known is not None:
-        text = known.sub(REDACTED, text)
+        text = known.sub(text)
     if patterns:
         text = _HEADERISH.sub(lambda m: m.group(1) + m.group(2) + REDACTED, text)
         text = _BEARER.sub(lambda m: m.group(1) + " " + REDACTED, text)
