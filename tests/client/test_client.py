@@ -1010,3 +1010,33 @@ async def test_the_depth_limit_holds_for_an_answer_read_whole(depth: int) -> Non
                 await client.call(operation("list_contacts"))
         else:
             assert (await client.call(operation("list_contacts"))).body == {"data": value}
+
+
+@pytest.mark.parametrize(
+    ("raw", "read"),
+    [
+        (b'{"data": {"id": "1", "n": 12345678901234567890, "x": 0.1, "y": -0.0, "z": null}}',
+         {"data": {"id": "1", "n": 12345678901234567890, "x": 0.1, "y": -0.0, "z": None}}),
+        (b'{"a": 1, "a": 2}', {"a": 2}),  # the last of duplicate keys, as json.loads
+        (b'{"x": NaN, "y": -Infinity}', None),  # json.loads' extension, kept
+        (b'\xef\xbb\xbf{"data": {"id": "bom"}}', {"data": {"id": "bom"}}),  # the fast parser refuses these two;
+        (b'{"data": {"note": "\\ud800"}}', {"data": {"note": "\ud800"}}),  # json.loads reads them, as before
+        ('{"data": {"id": "utf16"}}'.encode("utf-16"), {"data": {"id": "utf16"}}),
+    ],
+)
+def test_answers_decode_as_json_loads_decodes_them(raw: bytes, read: Any) -> None:
+    from crm_mcp.client import decode_json
+
+    decoded = decode_json(raw)
+    expected = json.loads(raw)
+    assert repr(decoded) == repr(expected)  # repr: NaN != NaN
+    if read is not None:
+        assert decoded == read
+
+
+@pytest.mark.parametrize("raw", [b'{"x": 01}', b'{"x": 1,}', b'{"x": "\xff"}', b"<html>", b'{"x": "a\nb"}'])
+def test_what_json_loads_refuses_is_refused(raw: bytes) -> None:
+    from crm_mcp.client import decode_json
+
+    with pytest.raises(ValueError):
+        decode_json(raw)
