@@ -36,8 +36,8 @@ class Rendered:
 
 
 def _as_dict(record: Any) -> dict[str, Any]:
-    if type(record) is dict:  # an API answer's record (the usual case)
-        return dict(record)
+    if type(record) is dict:  # an API answer's record (the usual case): rendering only reads it, no copy
+        return record
     if hasattr(record, "model_dump"):
         return dict(record.model_dump(mode="json", by_alias=True, exclude_none=True))
     return dict(record) if isinstance(record, Mapping) else {}
