@@ -58,8 +58,11 @@ from typing import Any, cast
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
+if str(ROOT / "tools") not in sys.path:  # its sibling bench_stdio_cpu, when imported by a test
+    sys.path.insert(0, str(ROOT / "tools"))
 
 import anyio  # noqa: E402
+from bench_stdio_cpu import META, SANDBOX  # noqa: E402  (the 2026-07-28 `_meta` envelope; the sandbox process)
 from mcp.client import Client  # noqa: E402
 from mcp.client.stdio import StdioServerParameters, stdio_client  # noqa: E402
 
@@ -156,22 +159,12 @@ def machine_line() -> str:
 # ----------------------------------------------------------------------------- 1. per-call overhead
 
 
-# The sandbox CRM in a process of its own: the stdio server's upstream request and this program's
-# direct one (b) both cross a process boundary, and neither shares a GIL with the sandbox.
-SANDBOX_SCRIPT = """
-import time
-from crm_mcp.sandbox.server import SandboxServer
-sandbox = SandboxServer(db=":memory:")
-sandbox.start()
-print(sandbox.base_url, flush=True)
-time.sleep(86400)
-"""
-
-
 @contextlib.contextmanager
 def sandbox_process() -> Iterator[str]:
-    """The sandbox CRM (in-memory) in a child process; yields its base URL."""
-    proc = subprocess.Popen([sys.executable, "-c", SANDBOX_SCRIPT], stdout=subprocess.PIPE, text=True,
+    """The sandbox CRM (in-memory) in a process of its own, as bench_stdio_cpu runs it; yields its
+    base URL. The stdio server's upstream request and this program's direct one (b) both cross a
+    process boundary, and neither shares a GIL with the sandbox."""
+    proc = subprocess.Popen([sys.executable, "-c", SANDBOX], stdout=subprocess.PIPE, text=True,
                             cwd=str(ROOT), env=CLEAN_ENV)
     try:
         base_url = (proc.stdout.readline() if proc.stdout else "").strip()
@@ -181,14 +174,6 @@ def sandbox_process() -> Iterator[str]:
     finally:
         proc.kill()
         proc.wait()
-
-
-# What a 2026-07-28 client puts in every request's _meta (that revision has no initialize).
-META = {
-    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-    "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "0"},
-    "io.modelcontextprotocol/clientCapabilities": {},
-}
 
 
 class LineClient:
