@@ -85,6 +85,7 @@ def test_invalid_arguments_are_error_results_naming_the_field(
     assert_serving(session)
 
 
+@pytest.mark.slow  # 50 tools of generated calls; the fast run calls every tool validly in test_secrets too
 @pytest.mark.parametrize("tool", TOOLS, ids=[t.name for t in TOOLS])
 def test_valid_arguments_get_an_answer_not_a_crash(
     session: BlockingSession, tool: Any, caplog: pytest.LogCaptureFixture
