@@ -25,6 +25,7 @@ from crm_mcp.auth.scopes import allowed_tools, granted_scopes, scope_refusal
 from crm_mcp.config import Settings
 from crm_mcp.runtime import CrmRuntime, Run, ToolResult, call_tool
 from crm_mcp.selection import Selection, ToolSet, select_tools
+from crm_mcp.telemetry import skip_idle_request_spans
 from crm_mcp.tenants import TenantHeaderError, request_credentials
 from crm_mcp.tool_args import with_consumer_arguments
 from crm_mcp.tools import Tool
@@ -197,6 +198,7 @@ def build_server(
         **Resources(selection.resources if selection else None).handlers(),
         **Prompts(offered).handlers(),
     )
+    server.middleware = skip_idle_request_spans(server.middleware)  # crm_mcp.telemetry
     if confirm_destructive:
         from crm_mcp.confirm import install
 

@@ -295,6 +295,42 @@ print(type(trace.get_tracer_provider()).__name__)
     assert "install unified-crm-mcp[otel]" in done.stderr
 
 
+@pytest.mark.slow  # a subprocess (its own OTel globals), seconds of set-up: with the slow tests
+def test_the_sdk_request_span_waits_for_a_provider_installed_after_the_server_was_built() -> None:
+    """Without a provider the SDK's span middleware is stepped over (`telemetry.RequestSpans`); a
+    provider installed while the server runs gets the request span from the next call on."""
+    code = """
+import anyio
+from mcp.client import Client
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from crm_mcp.config import Settings
+from crm_mcp.server import build_server
+from crm_mcp.telemetry import RequestSpans
+
+server = build_server(Settings(api_key="k", app_id="a", consumer_id="c", base_url="http://127.0.0.1:9"))
+print(sum(isinstance(m, RequestSpans) for m in server.middleware))
+
+async def main():
+    async with Client(server) as client:
+        first = await client.call_tool("get_contact", {})  # fails validation: no upstream request
+        spans = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(spans))
+        trace.set_tracer_provider(provider)
+        second = await client.call_tool("get_contact", {})
+    print(first.is_error, second.is_error)
+    print(sorted(s.name for s in spans.get_finished_spans()))
+
+anyio.run(main)
+"""
+    done = run_python(code, {})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["1", "True True", "['execute_tool get_contact', 'tools/call get_contact']"]
+
+
 @pytest.fixture
 def otlp_receiver() -> Iterator[tuple[str, list[tuple[str, bytes]]]]:
     """An OTLP/HTTP receiver: records each export's path and protobuf body, answers 200."""
