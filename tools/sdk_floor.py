@@ -29,7 +29,9 @@ import mcp_types as types
 import uvicorn
 from mcp.server.lowlevel import Server
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # crm_mcp from this checkout (--stdio)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # crm_mcp from this checkout
+
+from crm_mcp.telemetry import skip_idle_request_spans
 
 
 def answer(rows: int) -> str:
@@ -67,9 +69,12 @@ def build(rows: int = 14) -> Server[None]:
         return listed
 
     # As crm-mcp does: no tool schema declares an Mcp-Param-* header, so the SDK need not run (and
-    # serialize) tools/list on every HTTP tools/call to look for one.
-    return Server("sdk-floor", on_call_tool=call_tool, on_list_tools=list_tools,
-                  get_tool_input_schema=lambda _name: None)
+    # serialize) tools/list on every HTTP tools/call to look for one; and the SDK's request span is
+    # skipped while no OpenTelemetry provider would record it.
+    server = Server("sdk-floor", on_call_tool=call_tool, on_list_tools=list_tools,
+                    get_tool_input_schema=lambda _name: None)
+    server.middleware = skip_idle_request_spans(server.middleware)
+    return server
 
 
 def main() -> None:

@@ -7,14 +7,20 @@ import pytest
 from bench_support import load_tool
 
 
-def test_the_sdk_alone_server_is_never_asked_for_a_tool_schema_per_call() -> None:
+def test_the_sdk_alone_server_skips_what_crm_mcp_skips() -> None:
     """The floor answers as crm-mcp does: it gives the SDK a `get_tool_input_schema` that finds no
     Mcp-Param-* declaration, so no tools/list runs inside an HTTP tools/call (it did, about 45% of
-    the floor's CPU, which crm-mcp never paid)."""
+    the floor's CPU, which crm-mcp never paid); and its request spans wait for a provider."""
+    from crm_mcp.config import Settings
+    from crm_mcp.server import build_server
+    from crm_mcp.telemetry import RequestSpans
+
     floor = load_tool("sdk_floor")
     server = floor.build(rows=3)
     assert server.get_tool_input_schema is not None
     assert all(server.get_tool_input_schema(name) is None for name in floor.TOOLS)
+    ours = build_server(Settings(api_key="k", app_id="a", consumer_id="c", base_url="http://127.0.0.1:9"))
+    assert [type(m) for m in server.middleware] == [type(m) for m in ours.middleware] == [RequestSpans]
 
 
 @pytest.mark.slow  # four server processes and a sandbox process
