@@ -74,10 +74,14 @@ def _instruments() -> _Instruments:
     )
 
 
+# Read once: `_off` runs several times per call, and os.environ.get costs as much as the rest of it.
+_METER_PROVIDER_NAMED = bool(os.environ.get("OTEL_PYTHON_METER_PROVIDER"))
+
+
 def _metrics_off() -> bool:
     """No meter provider installed. Installing one takes importing the metrics API, or naming one in
     OTEL_PYTHON_METER_PROVIDER (which the API reads itself): without either, none can be."""
-    if "opentelemetry.metrics" not in sys.modules and not os.environ.get("OTEL_PYTHON_METER_PROVIDER"):
+    if "opentelemetry.metrics" not in sys.modules and not _METER_PROVIDER_NAMED:
         return True
     from opentelemetry import metrics
 
