@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from crm_mcp.names import NO_NAMES, Names
@@ -74,21 +75,26 @@ def _table(resource_name: str, rows: list[dict[str, Any]], asked: list[str] | No
     always = columns.ALWAYS.get(resource_name, frozenset()) | keep
     candidates = columns.list_candidates(resource_name)
 
-    def cells_of(column: str, limit: int = CELL_CHARS) -> list[str]:
-        """A column's cells; an id is named the first time it appears on the page (and not where
-        the row shows the name in a column of its own)."""
-        named, cells = not (column == "company_id" and "company_name" in header), []
+    def cells_in(column: str, limit: int = CELL_CHARS) -> Iterator[str]:
+        """A column's cells, row by row; an id is named the first time it appears on the page (and
+        not where the row shows the name in a column of its own)."""
+        named = not (column == "company_id" and "company_name" in header)
         seen: set[str] = set()
         cell = columns.cell
         for r in rows:
             raw = r.get(column)
             first = named and isinstance(raw, str) and raw not in seen
-            cells.append(cell(r, column, names=names, limit=limit, named=first))
+            yield cell(r, column, names=names, limit=limit, named=first)
             seen.add(str(raw))
-        return cells
+
+    def cells_of(column: str, limit: int = CELL_CHARS) -> list[str]:
+        return list(cells_in(column, limit))
+
+    def tokens_of(cells: list[str]) -> int:  # cells' tokens and separators, in all
+        return estimate_tokens("\n".join([c or "-" for c in cells])) + len(cells)
 
     def cost_of(cells: list[str]) -> float:  # a cell's tokens and its separator, per row
-        return (estimate_tokens("\n".join([c or "-" for c in cells])) + len(cells)) / len(rows)
+        return tokens_of(cells) / len(rows)
 
     header, table = ["id"], [[quote_id(_id(r))] for r in rows]
     spent, full = cost_of([t[0] for t in table]), False
@@ -100,11 +106,29 @@ def _table(resource_name: str, rows: list[dict[str, Any]], asked: list[str] | No
             continue  # the company_id cells carry the name
         if full and column not in always:  # decided before its cells are written (the costly part)
             continue
-        cells = kept.pop(column) if column in kept else cells_of(column)
         known = reserved.pop(column, None)
+        room = ROW_TOKENS - spent - sum(reserved.values())
+        if column in kept:
+            cells = kept.pop(column)
+        elif asked is None and column not in always and column not in columns.SHORTENABLE:
+            # Most pages drop a column that does not fit, and it shows in half its rows: when
+            # their tokens alone exceed the room of all rows, the whole column cannot fit (the
+            # estimate of lines adds up, and each row costs at least its separator), and the rest
+            # of its cells is never written. Same decision, same page.
+            rest = cells_in(column)
+            cells = list(islice(rest, (len(rows) + 1) // 2))
+            probed = tokens_of(cells)
+            if probed > room * len(rows) and any(cells):
+                full = True
+                continue
+            more = list(rest)
+            cells += more
+            known = (probed + tokens_of(more)) / len(rows)
+        else:
+            cells = cells_of(column)
         if not any(cells):
             continue
-        cost, room = known if known is not None else cost_of(cells), ROW_TOKENS - spent - sum(reserved.values())
+        cost = known if known is not None else cost_of(cells)
         for limit in columns.SHORTER if asked is None and column in columns.SHORTENABLE else ():
             if cost <= room or (column in keep and limit < columns.KEPT_CHARS):
                 break

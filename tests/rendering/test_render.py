@@ -384,3 +384,31 @@ def test_rendering_is_pure() -> None:
     assert record == contacts()[0]
     with pytest.raises(AttributeError):
         first.text = "x"  # type: ignore[misc]
+
+
+def test_a_column_dropped_from_half_its_rows_is_the_one_the_whole_column_drops(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A list decides that a column does not fit from half its cells when their tokens alone
+    exceed the room of all rows. Pages of every resource, in many sizes, orders and with fields
+    blanked (so that columns fit and fail in every place), come out exactly as when every cell
+    of the column is written first."""
+    import random
+
+    from crm_mcp.render import views
+
+    seed = build_seed()
+    rng = random.Random(5)
+    pages: list[tuple[str, list[dict[str, Any]]]] = []
+    for resource in ("contacts", "companies", "leads", "opportunities", "notes", "activities", "users"):
+        records = [r for r in seed.get(resource, []) if isinstance(r, dict)]
+        assert records, resource
+        for _ in range(40):
+            page = [dict(r) for r in rng.sample(records, min(len(records), rng.randint(1, 25)))]
+            for record in page:
+                for key in rng.sample(sorted(record), rng.randint(0, 3)):
+                    record[key] = None
+            pages.append((resource, page))
+    probed = [render_list(resource, page, next_cursor=CURSOR).text for resource, page in pages]
+    monkeypatch.setattr(views, "islice", lambda cells, _n: list(cells))  # the whole column, then decide
+    assert [render_list(resource, page, next_cursor=CURSOR).text for resource, page in pages] == probed

@@ -72,3 +72,16 @@ def test_an_ascii_text_is_cut_into_the_same_pieces(seed: int) -> None:
         text = "".join(rng.choice(every) for _ in range(rng.randint(0, 40)))
         assert _ASCII_PIECES.findall(text) == _PIECES.findall(text), repr(text)
         assert estimate_tokens(text) == by_definition(text), repr(text)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_the_estimate_of_lines_is_the_sum_of_theirs(seed: int) -> None:
+    """What a list relies on to cost a column in one pass, or to drop one from half its cells: no
+    piece reaches over a line break, ASCII lines mixed with others included."""
+    rng = random.Random(seed)
+    for _ in range(1500):
+        lines = ["".join(rng.choice(ALPHABET) for _ in range(rng.randint(0, 20))) for _ in range(rng.randint(1, 6))]
+        cut = rng.randint(0, len(lines))
+        assert estimate_tokens("\n".join(lines)) == sum(estimate_tokens(line) for line in lines), repr(lines)
+        head, tail = "\n".join(lines[:cut]), "\n".join(lines[cut:])
+        assert estimate_tokens("\n".join(lines)) == estimate_tokens(head) + estimate_tokens(tail), repr(lines)
