@@ -112,13 +112,13 @@ def _table(resource_name: str, rows: list[dict[str, Any]], asked: list[str] | No
             cells = kept.pop(column)
         elif asked is None and column not in always and column not in columns.SHORTENABLE:
             # Most pages drop a column that does not fit, and it shows in half its rows: when
-            # their tokens alone exceed the room of all rows, the whole column cannot fit (the
-            # estimate of lines adds up, and each row costs at least its separator), and the rest
-            # of its cells is never written. Same decision, same page.
+            # their tokens and a separator for each other row exceed the room of all rows, the
+            # whole column cannot fit (the estimate of lines adds up), and the rest of its cells
+            # is never written. Same decision, same page.
             rest = cells_in(column)
             cells = list(islice(rest, (len(rows) + 1) // 2))
             probed = tokens_of(cells)
-            if probed > room * len(rows) and any(cells):
+            if probed + len(rows) - len(cells) > room * len(rows) and any(cells):
                 full = True
                 continue
             more = list(rest)
