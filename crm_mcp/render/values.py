@@ -35,7 +35,14 @@ _ASCII_PIECES = re.compile(r" ?[A-Za-z]+|[0-9]{1,3}| ?[^A-Za-z0-9_ \t\n\r\x0b\x0
 def estimate_tokens(text: str) -> int:
     """o200k tokens, estimated without the tokenizer (render stays cheap to import): about 1.1x
     the true count on CRM text, rarely under it for a line and not for a page."""
-    pieces = (_ASCII_PIECES if text.isascii() else _PIECES).findall(text)
+    if text.isascii():
+        pieces = _ASCII_PIECES.findall(text)
+        total = len(pieces)
+        for piece in pieces:  # longer than 6: letters (after at most one space), or a run of spaces
+            if len(piece) > 6 and piece[-1] != " ":
+                total += (len(piece) - (piece[0] == " ")) // 7
+        return total
+    pieces = _PIECES.findall(text)
     total = len(pieces)
     # only a long or a non-ASCII word takes more than one token
     for piece in [p for p in pieces if len(p) > 6 or not p.isascii()]:
