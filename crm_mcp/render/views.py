@@ -83,9 +83,11 @@ def _table(resource_name: str, rows: list[dict[str, Any]], asked: list[str] | No
         cell = columns.cell
         for r in rows:
             raw = r.get(column)
-            first = named and isinstance(raw, str) and raw not in seen
-            yield cell(r, column, names=names, limit=limit, named=first)
-            seen.add(str(raw))
+            if isinstance(raw, str):  # an id, named where it first appears
+                yield cell(r, column, names=names, limit=limit, named=named and raw not in seen)
+                seen.add(raw)
+            else:  # emails, phones, numbers: nothing to name, nothing to remember
+                yield cell(r, column, names=names, limit=limit, named=False)
 
     def cells_of(column: str, limit: int = CELL_CHARS) -> list[str]:
         return list(cells_in(column, limit))
