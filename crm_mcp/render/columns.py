@@ -161,17 +161,15 @@ def cell(record: Mapping[str, Any], column: str, *, names: Names = NO_NAMES, lim
          named: bool = True) -> str:
     """One list cell, "" when the record has nothing there. `named`: an id followed by the name of
     what it points to, when known; `limit`: the length of a shortenable string."""
-    if column == "name" and is_empty(record.get("name")):
+    raw = record.get(column)
+    if is_empty(raw):
+        if column != "name":
+            return ""
         names_ = [str(record[k]) for k in ("first_name", "last_name") if record.get(k)]
         return quote(" ".join(names_), limit) if names_ else ""
     if column == "monetary_amount":
-        amount, currency = record.get("monetary_amount"), record.get("currency")
-        if is_empty(amount):
-            return ""
-        return scalar(amount) + (f" {quote(str(currency))}" if currency else "")
-    raw = record.get(column)
-    if is_empty(raw):
-        return ""
+        currency = record.get("currency")
+        return scalar(raw) + (f" {quote(str(currency))}" if currency else "")
     if column in SHORTENABLE and isinstance(raw, str):
         return quote(raw, limit)
     text = value(column, raw, short=True) + ("%" if column == "win_probability" else "")
