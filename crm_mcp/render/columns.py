@@ -134,11 +134,17 @@ def _weights(resource_name: str) -> dict[str, str]:
     return res.weights if res else {"id": "critical", "name": "critical"}
 
 
+@functools.cache  # a card sorts its fields by it
+def _order(resource_name: str) -> dict[str, tuple[int, int]]:
+    """Each weighted field's place: its weight's rank, then its position in the contract."""
+    return {k: (_RANK.get(w, 5), i) for i, (k, w) in enumerate(_weights(resource_name).items())}
+
+
 def by_weight(resource_name: str, keys: Iterable[str]) -> list[str]:
     """`keys` from critical to edge-case (the contract's order within a weight), unweighted last."""
-    weights = _weights(resource_name)
-    pos = {k: i for i, k in enumerate(weights)}
-    return sorted(keys, key=lambda k: (_RANK.get(weights.get(k, ""), 5), pos.get(k, len(pos))))
+    order = _order(resource_name)
+    last = (5, len(order))
+    return sorted(keys, key=lambda k: order.get(k, last))
 
 
 @functools.cache  # the same for every page of a resource
