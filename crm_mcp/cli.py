@@ -118,6 +118,11 @@ def configure_logging(level: str) -> None:
     # (which an upstream may fill with anything, the API key included): warnings only.
     for noisy in ("httpx2", "httpcore2", "httpcore", "mcp", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+    # Every tool call logs a line, and the format shows no source line, thread or process: records
+    # skip looking them up (the settings of the logging HOWTO's "Optimization"). Inside the HTTP
+    # server a line's median CPU went from 36 to 28 µs.
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
 
 
 # The young generation is collected after this many new container objects instead of Python's 700.

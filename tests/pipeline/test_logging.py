@@ -58,3 +58,29 @@ async def test_arguments_only_at_debug_and_never_the_key(sandbox_server: Any, ca
     everything = "\n".join(r.getMessage() for r in caplog.records)
     assert "jane.doe@acme.example" in everything  # debug shows what was asked
     assert settings.api_key not in everything
+
+
+def test_the_server_writes_each_line_with_its_time_level_and_logger() -> None:
+    """What `crm-mcp` writes to stderr (`cli.configure_logging`), records made without their
+    source line, thread or process, which the format never shows."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import logging\n"
+        "from crm_mcp.cli import configure_logging\n"
+        "configure_logging('info')\n"
+        "log = logging.getLogger('crm_mcp.runtime')\n"
+        "log.info('tool=%s status=%s ms=%.1f request_id=%s', 'get_contact', 200, 1.25, 'req_1')\n"
+        "log.debug('not at info')\n"
+        "print(logging._srcfile, logging.logThreads, logging.logProcesses)\n"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("APIDECK_", "CRM_MCP_"))}
+    done = subprocess.run([sys.executable, "-c", code], env=clean, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, lines
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO crm_mcp\.runtime: "
+                        r"tool=get_contact status=200 ms=1\.2 request_id=req_1", lines[0]), lines[0]
+    assert done.stdout.split() == ["None", "False", "False"]
