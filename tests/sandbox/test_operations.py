@@ -10,6 +10,7 @@ from typing import Any
 import httpx2
 import pytest
 from openapi_core.exceptions import OpenAPIError
+from sweeps import split_sweep
 
 from crm_mcp.operations import OPERATIONS, Operation
 from crm_mcp.sandbox.server import SandboxServer
@@ -36,7 +37,9 @@ def check_envelope(response: httpx2.Response, op: Operation) -> dict:
     return body
 
 
-@pytest.mark.parametrize("op", OPERATIONS, ids=lambda op: op.tool_name)
+# contacts' operations in the inner loop, every resource's with the slow tests
+@pytest.mark.parametrize("op", split_sweep(OPERATIONS, fast=lambda op: op.resource == "contacts",
+                                           ids=lambda op: op.tool_name))
 def test_operation(sandbox_client: httpx2.Client, op: Operation) -> None:
     scope = scope_params(op)
     if op.action == "list":

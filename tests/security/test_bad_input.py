@@ -31,6 +31,7 @@ from security_support import (
     tools,
     valid_arguments,
 )
+from sweeps import split_sweep
 
 TOOLS = tools()
 FAST = settings(
@@ -62,7 +63,10 @@ def _no_internals(tool: str, arguments: dict[str, Any], result: Any) -> None:
     assert not leaked, f"{tool}({arguments!r}) showed internals {leaked}: {result_blob(result)[:500]}"
 
 
-@pytest.mark.parametrize("tool", TOOLS, ids=[t.name for t in TOOLS])
+# contacts' tools in the inner loop, every tool with the slow tests (the fast run still calls every
+# tool with invalid arguments in test_secrets)
+@pytest.mark.parametrize("tool", split_sweep(TOOLS, fast=lambda t: operation_of(t).resource == "contacts",
+                                             ids=lambda t: t.name))
 def test_invalid_arguments_are_error_results_naming_the_field(
     session: BlockingSession, tool: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
