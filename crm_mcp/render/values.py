@@ -235,7 +235,8 @@ def value(field: str, raw: Any, *, short: bool = False, card: bool = False) -> s
         if card and len(items) == 1 and field in _TYPED_LISTS:
             short = True
         if short and field in PRIMARY_ONLY:
-            items = [chosen for chosen in (_primary(items),) if chosen is not None]
+            chosen = _primary(items)
+            items = [] if chosen is None else [chosen]
         nested = field not in PRIMARY_ONLY and any(isinstance(v, Mapping) for v in items)
         return ("; " if nested else ", ").join(item(field, v, short=short) for v in items)
     if type(raw) is dict or isinstance(raw, Mapping):
