@@ -31,9 +31,12 @@ shared consumer). Everything listens on 127.0.0.1 only, on free ports.
    table: calls per second, and CPU per call of the server (all its processes) and of the sandbox,
    with their ratio. On a shared machine CPU per call is the honest measure, not calls per second.
 
-4. Floor. `--floor` runs the load phase once more against the MCP SDK alone (`tools/sdk_floor.py`:
-   the SDK's stateless HTTP app answering every call at once with a fixed page, no tool code, no
-   upstream): its row in the CPU table is the server CPU per call that no code of ours can remove.
+4. Floors. `--floor` runs the load phase twice more, against the MCP SDK alone (`tools/sdk_floor.py`):
+   - answering every call at once with a fixed page (the SDK's stateless HTTP app, no tool code, no
+     upstream): its row in the CPU table is the server CPU per call that no code of ours can remove;
+   - relaying every call as its tool's one API request and answering with the body as received
+     (`--upstream`: no validation, rendering, log line or journal): the least any tool server on this
+     SDK pays to stand between the client and the API, against the same sandbox work.
 
 Before/after. `--against DIR --pairs N` does the comparison itself: N load phases of this checkout
 alternating with N of the checkout DIR (one worker, no soak; the same sandbox code and clients),
@@ -82,7 +85,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run from a checkout without installing
@@ -100,6 +103,7 @@ CONSUMER_ID = "bench-load-consumer"
 FLAT_TOLERANCE = 0.10
 MAX_ERRORS_SHOWN = 5
 START_TIMEOUT = 30.0
+Floor = Literal["sdk", "relay"] | None  # the SDK alone answering at once, or relaying (tools/sdk_floor.py)
 
 # the environment of the child processes: no APIDECK_* of our own shell, no proxies (127.0.0.1 only)
 _DROP = ("APIDECK_", "CRM_MCP_")
@@ -161,12 +165,14 @@ finally:
 
 
 def mcp_server_command(port: int, log_level: str = "info", *, workers: int = 1,
-                       profile: Path | None = None, python: str = sys.executable, floor: bool = False) -> list[str]:
+                       profile: Path | None = None, python: str = sys.executable, floor: Floor = None) -> list[str]:
     """`profile`: run the server under a profiler (same process), its report written there on exit: cProfile's
     stats for a `.prof` file (deterministic, with call counts), else pyinstrument's text call tree.
-    `floor`: the SDK alone answering every call at once (tools/sdk_floor.py) instead of crm-mcp."""
+    `floor`: the SDK alone (tools/sdk_floor.py) instead of crm-mcp, answering every call at once ("sdk")
+    or relaying it as its tool's one API request ("relay")."""
     if floor:
-        return [python, str(ROOT / "tools" / "sdk_floor.py"), "--host", HOST, "--port", str(port)]
+        return [python, str(ROOT / "tools" / "sdk_floor.py"), "--host", HOST, "--port", str(port),
+                *(["--upstream"] if floor == "relay" else [])]
     if profile is None:
         entry = ["-m", "crm_mcp"]
     elif profile.suffix == ".prof":  # cProfile timed by the event loop thread's CPU clock, not the wall clock
@@ -276,7 +282,7 @@ class Stack:
 @contextlib.contextmanager
 def running_stack(*, sandbox_inprocess: bool = False, log_level: str = "info", workers: int = 1,
                   code: Path = ROOT, profile: Path | None = None, python: str = sys.executable,
-                  floor: bool = False) -> Iterator[Stack]:
+                  floor: Floor = None) -> Iterator[Stack]:
     """The sandbox CRM and the MCP server (HTTP subprocess) pointed at it."""
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp, contextlib.ExitStack() as stack:
         sandbox_pid: int | None
@@ -611,7 +617,7 @@ class BenchmarkResult:
     logged_tool_calls: int
     sandbox_hwm_kib: int | None
     workers: int = 1
-    floor: bool = False  # the SDK alone (tools/sdk_floor.py), not crm-mcp
+    floor: Floor = None  # the SDK alone (tools/sdk_floor.py), not crm-mcp
 
     @property
     def errors(self) -> int:
@@ -627,9 +633,10 @@ def run_benchmark(*, clients: int = 50, calls: int = 40, soak: int = 5000, soak_
                   call_timeout: float = 30.0, sandbox_inprocess: bool = False, log_level: str = "info",
                   deadline: float = 900.0, workers: int = 1, code: Path = ROOT,
                   profile: Path | None = None, python: str = sys.executable, driver: str = "raw",
-                  floor: bool = False) -> BenchmarkResult:
+                  floor: Floor = None) -> BenchmarkResult:
     """Start the stack (the server with `workers` processes, from the checkout `code`; `floor`: the
-    SDK alone, tools/sdk_floor.py), run the load phase then the soak, stop the stack."""
+    SDK alone, tools/sdk_floor.py, answering at once or relaying), run the load phase then the soak,
+    stop the stack."""
     every = sample_every or max(1, soak // 50)
     with running_stack(sandbox_inprocess=sandbox_inprocess, log_level=log_level, workers=workers, code=code,
                        profile=profile, python=python, floor=floor) as stack:
@@ -746,11 +753,19 @@ def cpu_table(results: Sequence[BenchmarkResult]) -> str:
     rows = []
     for r in results:
         f = per_call(r)
-        if r.floor:  # no upstream: the sandbox's CPU is not the floor's to compare with
-            rows.append(["SDK alone, 1", f.rate, f.server_ms, "-", "-"])
+        label = {"sdk": "SDK alone, 1", "relay": "SDK relaying, 1"}.get(r.floor or "", r.workers)
+        if r.floor == "sdk":  # no upstream: the sandbox's CPU is not the floor's to compare with
+            rows.append([label, f.rate, f"{f.server_ms:.2f}", "-", "-"])
             continue
-        rows.append([r.workers, f.rate, f.server_ms, f.sandbox_ms, f"{f.share:.2f}"])
-    return table(["workers", "calls/s", "server CPU ms/call", "sandbox CPU ms/call", "server/sandbox"], rows)
+        rows.append([label, f.rate, f"{f.server_ms:.2f}", f"{f.sandbox_ms:.2f}", f"{f.share:.2f}"])
+    text = table(["workers", "calls/s", "server CPU ms/call", "sandbox CPU ms/call", "server/sandbox"], rows)
+    ours = next((per_call(r) for r in results if r.floor is None and r.workers == 1), None)
+    relay = next((per_call(r) for r in results if r.floor == "relay"), None)
+    if ours is not None and relay is not None:
+        own = ours.server_ms - relay.server_ms
+        text += (f"\n\ncrm-mcp's own code (server CPU beyond the SDK relaying the same calls, one worker): "
+                 f"{own:.2f} ms/call, {own / ours.sandbox_ms:.2f}x the sandbox's CPU per call")
+    return text
 
 
 def compare(code: Path, against: Path, *, pairs: int, clients: int, calls: int, mode: str = "auto",
@@ -821,8 +836,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "no soak), and the median ratio of the pairs")
     parser.add_argument("--pairs", type=int, default=5, help="alternating pairs with --against (default 5)")
     parser.add_argument("--floor", action="store_true",
-                        help="also run the load phase against the SDK alone (tools/sdk_floor.py: every call answered "
-                             "at once, no tool code): the server CPU per call no tool code can remove")
+                        help="also run the load phase against the SDK alone (tools/sdk_floor.py), answering every "
+                             "call at once, then relaying each as its tool's one API request: the server CPU per "
+                             "call no tool code can remove, and what relaying alone adds")
     parser.add_argument("--profile-server", type=Path, default=None, metavar="FILE",
                         help="run the server under a profiler and write its report to FILE: cProfile stats for "
                              "FILE.prof, else pyinstrument's text call tree")
@@ -856,13 +872,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print(f"# {workers} worker{'s' if workers > 1 else ''}\n\n{report(result, args.mode)}\n", flush=True)
         results.append(result)
-    if args.floor:
+    floors: tuple[tuple[Floor, str], ...] = (("sdk", "the SDK alone"),
+                                             ("relay", "the SDK alone, relaying each call upstream"))
+    for floor, title in floors:
+        if not args.floor:
+            break
         result = run_benchmark(
             clients=args.clients, calls=args.calls, soak=0, mode=args.mode, call_timeout=args.call_timeout,
             sandbox_inprocess=args.sandbox_inprocess, deadline=args.deadline, python=args.server_python,
-            driver=args.driver, floor=True,
+            driver=args.driver, floor=floor,
         )
-        print(f"# the SDK alone (tools/sdk_floor.py)\n\n{report(result, args.mode)}\n", flush=True)
+        print(f"# {title} (tools/sdk_floor.py)\n\n{report(result, args.mode)}\n", flush=True)
         results.append(result)
     print(f"## CPU per call (load phase, same mix)\n\n{cpu_table(results)}\n\nload average {os.getloadavg()[0]:.2f}")
     return 0 if all(r.ok for r in results) else 1

@@ -1,7 +1,7 @@
 """The MCP SDK alone, as a floor for the load benchmark: what serving a tools/call costs before any
 tool code runs.
 
-    python tools/sdk_floor.py --port 8123 [--host 127.0.0.1] [--rows 14]
+    python tools/sdk_floor.py --port 8123 [--host 127.0.0.1] [--rows 14] [--upstream]
     python tools/sdk_floor.py --stdio [--rows 20]
 
 A server made the way the SDK's documentation makes one (its low-level `Server`, its streamable
@@ -12,6 +12,16 @@ the benchmark's mix checks for it). No upstream request, no argument validation,
 log line. `tools/bench_load.py --floor` runs its load phase against this server too: the server
 CPU per call it measures is the part of crm-mcp's that no tool code of ours can remove.
 
+`--upstream`: the same server as the least a proxy of the API does: each tools/call becomes the
+one request its crm-mcp tool sends (the operation's method and path, the arguments as its query or
+JSON body, crm-mcp's headers, the APIDECK_* variables), through aiohttp's pool as crm-mcp's HTTP
+transport sends it; the body is read whole and decoded (for the id a create returns), and the
+answer is the same fixed page as without `--upstream`, so that the two servers differ by the API
+request alone. No validation, no rendering, no log line, no journal, no retry. `bench_load --floor`
+runs it too: its server CPU per call is what any tool server on this SDK pays to make the call's
+API request, before it checks or shapes anything, and its sandbox CPU per call is the same API
+work as crm-mcp's.
+
 `--stdio`: the same server over stdio, on crm-mcp's own stdio transport (`crm_mcp.stdio`), so that
 `tools/bench_server.py` can set the round trip of a call with no tool code and no upstream beside
 crm-mcp's: what the stdio pipes, the second process and the SDK's sessions cost on their own.
@@ -21,8 +31,11 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import anyio
 import mcp_types as types
@@ -49,17 +62,74 @@ TOOLS = ("list_contacts", "list_companies", "list_opportunities", "get_contact",
          "create_note")
 
 
-def build(rows: int = 14) -> Server[None]:
+class Relay:
+    """Sends a tool call upstream as the one API request crm-mcp's tool of that name sends, and
+    answers with `text` (and the id a create returns)."""
+
+    def __init__(self, base_url: str, headers: dict[str, str]):
+        self.base_url = base_url.rstrip("/")
+        self.headers = headers
+        self.text = ""
+        self._session: Any = None
+
+    @classmethod
+    def from_environment(cls) -> Relay:
+        from crm_mcp.upstream import ACCEPT_ENCODING
+
+        env = os.environ
+        return cls(env["APIDECK_BASE_URL"], {
+            "Authorization": f"Bearer {env['APIDECK_API_KEY']}",
+            "x-apideck-app-id": env["APIDECK_APP_ID"],
+            "x-apideck-consumer-id": env["APIDECK_CONSUMER_ID"],
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "Accept-Encoding": ACCEPT_ENCODING,
+            "User-Agent": "sdk-floor",
+        })
+
+    async def call(self, name: str, arguments: dict[str, Any]) -> types.CallToolResult:
+        import aiohttp
+        from yarl import URL
+
+        from crm_mcp.operations import operation
+        from crm_mcp.querystring import encode_query, expand_path
+
+        op = operation(name)
+        args = dict(arguments)
+        path = expand_path(op.path, {key: args.pop(key, None) for key in op.path_params})
+        body = None
+        if op.body_model is not None:
+            body, args = json.dumps(args).encode(), {}
+        query = encode_query(args)
+        if self._session is None:  # one pool, made inside the running event loop
+            self._session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+        url = URL(self.base_url + path + (f"?{query}" if query else ""), encoded=True)
+        async with self._session.request(op.method, url, headers=self.headers, data=body) as response:
+            raw = await response.read()
+        data = json.loads(raw).get("data")
+        created = data.get("id") if isinstance(data, dict) else None
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=self.text)],
+            structured_content={"id": created} if created else {},
+            is_error=response.status >= 400,
+        )
+
+
+def build(rows: int = 14, relay: Relay | None = None) -> Server[None]:
     from crm_mcp.render import output_schema
 
     ids = itertools.count(1)
     text = answer(rows)
+    if relay is not None:
+        relay.text = text
     listed = types.ListToolsResult(tools=[
         types.Tool(name=name, input_schema={"type": "object"}, output_schema=output_schema(name.split("_")[0]))
         for name in TOOLS
     ])
 
     async def call_tool(_ctx: object, params: types.CallToolRequestParams) -> types.CallToolResult:
+        if relay is not None:
+            return await relay.call(params.name, dict(params.arguments or {}))
         return types.CallToolResult(
             content=[types.TextContent(type="text", text=text)],
             structured_content={"count": rows, "id": f"not_floor_{next(ids)}"},
@@ -83,13 +153,16 @@ def main() -> None:
     parser.add_argument("--port", type=int)
     parser.add_argument("--stdio", action="store_true", help="serve over stdio (crm-mcp's transport), not HTTP")
     parser.add_argument("--rows", type=int, default=None, help="rows in the fixed answer (14 over HTTP, 20 over stdio)")
+    parser.add_argument("--upstream", action="store_true",
+                        help="relay each call as its tool's one API request (APIDECK_* variables), not a fixed answer")
     args = parser.parse_args()
     if args.stdio:
         anyio.run(_serve_stdio, build(args.rows or 20))
         return
     if args.port is None:
         parser.error("--port is required over HTTP")
-    app = build(args.rows or 14).streamable_http_app(stateless_http=True, json_response=True, host=args.host)
+    relay = Relay.from_environment() if args.upstream else None
+    app = build(args.rows or 14, relay).streamable_http_app(stateless_http=True, json_response=True, host=args.host)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False, server_header=False)
 
 

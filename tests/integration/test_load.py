@@ -51,7 +51,7 @@ def test_the_sdk_clients_drive_the_same_load(bench: ModuleType) -> None:
 def test_the_sdk_floor_answers_the_same_mix(bench: ModuleType) -> None:
     """`--floor`: the SDK alone (tools/sdk_floor.py) takes the same calls, without error and without the
     sandbox (nothing goes upstream); its row in the CPU table says so."""
-    result = bench.run_benchmark(clients=4, calls=10, soak=0, deadline=120.0, floor=True)
+    result = bench.run_benchmark(clients=4, calls=10, soak=0, deadline=120.0, floor="sdk")
     load = result.load
     assert load.calls == 40 and load.tally.errors == 0, load.tally.messages
     assert load.tally.by_tool["create_note"] == 8 and load.tally.by_tool["get_note"] == 4
@@ -59,6 +59,21 @@ def test_the_sdk_floor_answers_the_same_mix(bench: ModuleType) -> None:
     server, sandbox, _ = load.cpu
     assert server > 0 and sandbox < server
     assert "| SDK alone, 1 |" in bench.cpu_table([result])
+
+
+def test_the_relaying_floor_sends_each_call_upstream(bench: ModuleType) -> None:
+    """`--floor`'s second server relays each call as its tool's API request: the sandbox does the
+    work (a create gives the sandbox's own id, which the next get_note reads back), and its row
+    gives both CPUs and their ratio."""
+    result = bench.run_benchmark(clients=4, calls=10, soak=0, deadline=120.0, floor="relay")
+    load = result.load
+    assert load.calls == 40 and load.tally.errors == 0, load.tally.messages
+    assert load.tally.by_tool["create_note"] == 8 and load.tally.by_tool["get_note"] == 4
+    assert result.logged_tool_calls == 0
+    server, sandbox, _ = load.cpu
+    assert server > 0 and sandbox > 0
+    row = next(line for line in bench.cpu_table([result]).splitlines() if line.startswith("| SDK relaying, 1 |"))
+    assert float(row.split("|")[-2]) > 0  # server/sandbox
 
 
 def test_a_comparison_alternates_the_two_trees_and_gives_the_median_ratio(bench: ModuleType) -> None:
