@@ -16,10 +16,10 @@ if sys.dont_write_bytecode:
 import uuid
 from collections.abc import Iterator
 
+import http_clients
 import httpx2
 import pytest
 
-from crm_mcp.client import tls_context
 from crm_mcp.sandbox.seed import BASE_TIME
 from crm_mcp.sandbox.server import SandboxServer
 
@@ -71,11 +71,10 @@ def sandbox_client(sandbox_server: SandboxServer, sandbox_headers: dict[str, str
     from sandbox.contract import validating_hook
 
     sandbox_server.faults.clear()
-    with httpx2.Client(
+    with http_clients.sync_client(
         base_url=sandbox_server.base_url,
         headers=sandbox_headers,
         event_hooks={"response": [validating_hook]},
-        verify=tls_context(),  # built once: loading the CA bundle per client costs more than most tests
     ) as client:
         yield client
     sandbox_server.faults.clear()

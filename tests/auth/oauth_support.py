@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
 from typing import Any
 
+import http_clients
 import httpx2
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -54,7 +55,7 @@ async def session(
     """An MCP client session (the SDK's streamable HTTP client) sending `Authorization: Bearer <token>`;
     `mode="legacy"` speaks the 2025-11-25 revision (initialize handshake) instead of the current one."""
     async with (
-        httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}", **(headers or {})}, timeout=30) as http,
+        http_clients.async_client(headers={"Authorization": f"Bearer {token}", **(headers or {})}, timeout=30) as http,
         Client(streamable_http_client(url, http_client=http), mode=mode) as client,
     ):
         yield client
@@ -65,7 +66,7 @@ def post(url: str, message: dict[str, Any], token: str | None = None) -> httpx2.
     headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
-    return httpx2.post(url, json=message, headers=headers, timeout=30)
+    return http_clients.post(url, json=message, headers=headers, timeout=30)
 
 
 def tools_call(name: str, arguments: dict[str, Any]) -> dict[str, Any]:

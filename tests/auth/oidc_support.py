@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
-import httpx2
+import http_clients
 import uvicorn
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,7 +58,7 @@ class AuthorizationServer:
         started = self._read_line()
         self.issuer: str = started["issuer"]
         self.impostor: str = started["impostor"]
-        self.http = httpx2.Client(timeout=10)
+        self.http = http_clients.sync_client(timeout=10)
 
     def _read_line(self) -> dict[str, Any]:
         """The script's next JSON line (oidc-provider prints its own notices on stdout too)."""
@@ -126,7 +126,7 @@ def sign_in(authorization_url: str, account: str, params: dict[str, str] | None 
     """What a user does in the browser: open the authorization URL, sign in as `account` and
     consent on oidc-provider's own HTML forms; returns the parameters of the redirect back to
     REDIRECT_URI (`code`, `state`, `iss`)."""
-    with httpx2.Client(timeout=10, follow_redirects=False) as browser:  # keeps the interaction cookies
+    with http_clients.sync_client(timeout=10, follow_redirects=False) as browser:  # keeps the interaction cookies
         response = browser.get(authorization_url, params=params)
         for form in ({"prompt": "login", "login": account, "password": "any"}, {"prompt": "consent"}):
             while response.status_code in (302, 303) and not response.headers["location"].startswith(REDIRECT_URI):

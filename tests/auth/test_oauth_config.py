@@ -8,6 +8,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
+import http_clients
 import httpx2
 import jwt
 import pytest
@@ -83,7 +84,8 @@ async def test_a_public_bind_needs_oauth_or_the_static_token_not_both() -> None:
     with pytest.raises(ConfigError, match="not both"):
         build_http_app(build_server(with_oauth), with_oauth, host="0.0.0.0", port=8000, token="static")
     app = build_http_app(build_server(with_oauth), with_oauth, host="0.0.0.0", port=8000, token=None)
-    async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app), base_url="http://crm.example.com") as http:
+    transport = httpx2.ASGITransport(app)
+    async with http_clients.async_client(transport=transport, base_url="http://crm.example.com") as http:
         metadata = await http.get("/.well-known/oauth-protected-resource/mcp")
         refused = await http.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
     assert metadata.json()["authorization_servers"] == [ISSUER]
@@ -120,7 +122,7 @@ async def test_a_failing_authorization_server_is_503_never_a_pass(caplog: pytest
         token = jwt.encode({"iss": issuer, "aud": oauth.resource, "exp": int(time.time()) + 60},
                            key, algorithm="RS256", headers={"kid": "k1"})
         transport = httpx2.ASGITransport(app)
-        async with httpx2.AsyncClient(transport=transport, base_url="http://127.0.0.1:8000") as http:
+        async with http_clients.async_client(transport=transport, base_url="http://127.0.0.1:8000") as http:
             for _ in range(2):
                 response = await http.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
                                            headers={"Authorization": f"Bearer {token}"})

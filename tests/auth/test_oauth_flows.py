@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import anyio
+import http_clients
 import httpx2
 import jwt
 import pytest
@@ -51,7 +52,7 @@ async def test_protected_resource_metadata_names_the_authorization_server(
 ) -> None:
     root = mcp_url.replace("/mcp", "/.well-known/oauth-protected-resource")
     for url in (metadata_url(mcp_url), root):
-        response = httpx2.get(url)
+        response = http_clients.get(url)
         assert response.status_code == 200, url
         body = response.json()
         assert body["resource"] == mcp_url
@@ -64,7 +65,7 @@ async def test_a_request_without_a_token_gets_401_naming_the_metadata_and_scope(
     assert response.status_code == 401
     params = challenge(response)
     assert params == {"scope": "crm:read", "resource_metadata": metadata_url(mcp_url)}  # no error code: no token
-    assert httpx2.get(params["resource_metadata"]).status_code == 200
+    assert http_clients.get(params["resource_metadata"]).status_code == 200
 
 
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
@@ -212,7 +213,7 @@ async def test_the_sdk_oauth_client_discovers_signs_in_and_steps_up_scope(
         storage, redirect_handler=redirect_handler, callback_handler=callback_handler,
     )
     async with (
-        httpx2.AsyncClient(auth=auth, timeout=30) as http,
+        http_clients.async_client(auth=auth, timeout=30) as http,
         Client(streamable_http_client(mcp_url, http_client=http)) as client,
     ):
         names = {t.name for t in (await client.list_tools()).tools}

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import http_clients
 import httpx2
 import pytest
 from mcp.client import Client
@@ -56,7 +57,7 @@ def switch_faults_on(sandbox: SandboxServer, seed: int) -> None:
 
 
 def direct(sandbox: SandboxServer, consumer: str) -> httpx2.Client:
-    return httpx2.Client(base_url=sandbox.base_url, headers={
+    return http_clients.sync_client(base_url=sandbox.base_url, headers={
         "Authorization": "Bearer k", "x-apideck-app-id": "a", "x-apideck-consumer-id": consumer})
 
 

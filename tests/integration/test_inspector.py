@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx2
+import http_clients
 import pytest
 from net_support import free_port
 
@@ -199,7 +199,7 @@ def test_http_create_note_then_read_it_back(http_url: str) -> None:
 
 def test_http_rejects_a_foreign_origin(http_url: str) -> None:
     """What the inspector's browser UI would trip over if the server accepted any page's requests."""
-    response = httpx2.post(
+    response = http_clients.post(
         http_url,
         headers={"Origin": "https://evil.example", "Accept": "application/json, text/event-stream"},
         json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},

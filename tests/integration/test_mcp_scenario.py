@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import http_clients
 import httpx2
 import pytest
 from mcp.client import Client
@@ -36,7 +37,7 @@ def api_get(settings: Any, path: str, **params: Any) -> httpx2.Response:
         "x-apideck-app-id": settings.app_id,
         "x-apideck-consumer-id": settings.consumer_id,
     }
-    return httpx2.get(settings.base_url + path, headers=headers, params=params)
+    return http_clients.get(settings.base_url + path, headers=headers, params=params)
 
 
 async def ok(client: Client, tool: str, args: dict[str, Any]) -> Any:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import http_clients
 import httpx2
 import pytest
 from mcp.client import Client
@@ -159,7 +160,7 @@ class RoundRobin(httpx2.AsyncBaseTransport):
 async def balanced_client(cluster: Cluster, mode: str) -> Any:
     balancer = RoundRobin([r.port for r in cluster.replicas])
     async with (
-        httpx2.AsyncClient(transport=balancer, timeout=CALL_TIMEOUT, trust_env=False) as http,
+        http_clients.async_client(transport=balancer, timeout=CALL_TIMEOUT, trust_env=False) as http,
         Client(streamable_http_client(cluster.url, http_client=http), mode=mode) as client,  # type: ignore[arg-type]
     ):
         yield client, balancer

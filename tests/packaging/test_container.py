@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx2
+import http_clients
 import pytest
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -298,20 +298,20 @@ def test_the_install_ran_as_the_non_root_user(installed: Machine) -> None:
 
 
 def test_the_container_refuses_calls_without_the_token(running: Running) -> None:
-    with httpx2.Client(timeout=10) as http:
+    with http_clients.sync_client(timeout=10) as http:
         response = http.post(f"{running.url}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
     assert response.status_code == 401
 
 
 @pytest.mark.anyio
 async def test_the_container_serves_mcp_with_the_token(running: Running) -> None:
-    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {running.token}"}, timeout=30)
+    http = http_clients.async_client(headers={"Authorization": f"Bearer {running.token}"}, timeout=30)
     async with Client(streamable_http_client(f"{running.url}/mcp", http_client=http)) as client:
         await assert_serves_the_release(client, VERSION)
 
 
 def test_the_health_check_passes_without_a_token(running: Running) -> None:
-    with httpx2.Client(timeout=10) as http:
+    with http_clients.sync_client(timeout=10) as http:
         response = http.get(f"{running.url}/health", headers={"Host": "10.0.0.7:8000"})  # a load balancer's probe
     assert response.status_code == 200, response.text
     assert response.json() == {"status": "ok"}

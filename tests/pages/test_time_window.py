@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx2
+import http_clients
 import pytest
 from mcp.client import Client
 from mcp_support import ContractCheckingTransport, sandbox_settings, text_of
@@ -49,7 +49,7 @@ def activities(settings: Settings, **query: str) -> list[dict[str, Any]]:
     headers = {"Authorization": "Bearer k", "x-apideck-app-id": "a", "x-apideck-consumer-id": settings.consumer_id}
     params: dict[str, Any] = {"limit": 200, **query}
     out: list[dict[str, Any]] = []
-    with httpx2.Client(base_url=settings.base_url, headers=headers) as http:
+    with http_clients.sync_client(base_url=settings.base_url, headers=headers) as http:
         while True:
             body = http.get("/crm/activities", params=params).json()
             out += body["data"]

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import http_clients
 import httpx2
 import mcp_types as types
 import pytest
@@ -45,7 +46,7 @@ def api(sandbox_server: Any, settings: Settings) -> Iterator[httpx2.Client]:
         "x-apideck-app-id": settings.app_id,
         "x-apideck-consumer-id": settings.consumer_id,
     }
-    with httpx2.Client(base_url=sandbox_server.base_url, headers=headers) as client:
+    with http_clients.sync_client(base_url=sandbox_server.base_url, headers=headers) as client:
         yield client
 
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
-import httpx2
+import http_clients
 import pytest
 from mcp.client import Client
 from mcp_support import sandbox_settings, serve_in_thread, text_of
@@ -176,7 +176,7 @@ async def test_a_raw_traceparent_in_meta_parents_the_request_span(
         "name": "get_company", "arguments": {"id": "com_001"}, "_meta": {"traceparent": CLIENT_TRACEPARENT}}}
     headers = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"}
     with serve_in_thread(app) as port:
-        async with httpx2.AsyncClient() as http:
+        async with http_clients.async_client() as http:
             answer = await http.post(f"http://127.0.0.1:{port}/mcp", json=body, headers=headers)
     assert answer.status_code == 200, answer.text
     assert "com_001" in answer.text

@@ -8,6 +8,7 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+import http_clients
 import jsonschema
 import pytest
 from mcp.client import Client
@@ -130,13 +131,12 @@ async def test_every_tool_valid_then_invalid(client: Client, op: Any) -> None:
 
 async def _raw_and_result(client: Client, settings: Any, tool: str, args: dict[str, Any], path: str,
                           params: dict[str, Any]) -> tuple[int, int]:
-    import httpx2
 
     from crm_mcp.tokens import compact_json, count_tokens
 
     headers = {"Authorization": f"Bearer {settings.api_key}", "x-apideck-app-id": settings.app_id,
                "x-apideck-consumer-id": settings.consumer_id}
-    async with httpx2.AsyncClient(base_url=settings.base_url, headers=headers) as http:
+    async with http_clients.async_client(base_url=settings.base_url, headers=headers) as http:
         raw = (await http.get(path, params=params)).json()
     result = await client.call_tool(tool, args)
     assert not result.is_error, text_of(result)

@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import httpx2
+import http_clients
 import jsonschema
 import pytest
 from mcp.client import Client
@@ -62,7 +62,7 @@ async def client(settings: Any, faults: Any) -> AsyncIterator[Client]:
 def api(settings: Any, path: str, **params: Any) -> Any:
     headers = {"Authorization": f"Bearer {settings.api_key}", "x-apideck-app-id": settings.app_id,
                "x-apideck-consumer-id": settings.consumer_id}
-    response = httpx2.get(settings.base_url + path, headers=headers, params=params)
+    response = http_clients.get(settings.base_url + path, headers=headers, params=params)
     response.raise_for_status()
     return response.json()["data"]
 

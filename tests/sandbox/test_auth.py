@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import http_clients
 import httpx2
 import pytest
 
@@ -39,7 +40,7 @@ def test_missing_or_bad_auth_headers_are_401(
     headers = {k: v for k, v in sandbox_headers.items() if k != header}
     if value is not None:
         headers[header] = value
-    with httpx2.Client(base_url=sandbox_server.base_url) as client:
+    with http_clients.sync_client(base_url=sandbox_server.base_url) as client:
         response = client.request(method, url, headers=headers, json={"title": "x"} if method == "POST" else None)
     body = checked(response)
     assert response.status_code == 401
@@ -47,7 +48,7 @@ def test_missing_or_bad_auth_headers_are_401(
     assert body["type_name"] == "UnauthorizedError"
     assert message in body["message"] and body["detail"]
     # nothing was written or deleted
-    with httpx2.Client(base_url=sandbox_server.base_url, headers=sandbox_headers) as client:
+    with http_clients.sync_client(base_url=sandbox_server.base_url, headers=sandbox_headers) as client:
         assert client.get("/crm/users/usr_01").status_code == 200
 
 
@@ -67,7 +68,7 @@ def keyed_sandbox() -> Iterator[SandboxServer]:
 
 def test_a_fixed_api_key(keyed_sandbox: SandboxServer) -> None:
     headers = {"x-apideck-app-id": "a", "x-apideck-consumer-id": "c"}
-    with httpx2.Client(base_url=keyed_sandbox.base_url, headers=headers) as client:
+    with http_clients.sync_client(base_url=keyed_sandbox.base_url, headers=headers) as client:
         wrong = client.get("/crm/contacts", headers={"Authorization": "Bearer some-other-key"})
         assert checked(wrong)["message"] == "Invalid API key in the Authorization header"
         assert wrong.status_code == 401

@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+import http_clients
 import httpx2
 import pytest
 import schemathesis
@@ -47,7 +48,7 @@ def test_all_operations_are_fuzzed() -> None:
 @pytest.fixture(scope="module")
 def fuzz_client(sandbox_server: SandboxServer) -> Iterator[httpx2.Client]:
     sandbox_server.faults.clear()
-    with httpx2.Client(base_url=sandbox_server.base_url, timeout=10) as client:
+    with http_clients.sync_client(base_url=sandbox_server.base_url, timeout=10) as client:
         yield client
 
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import http_clients
 import httpx2
 import pytest
 
@@ -27,7 +28,8 @@ HEADERS = {"Authorization": "Bearer k", "x-apideck-app-id": "app"}
 
 def consumer(server: SandboxServer, name: str) -> httpx2.Client:
     headers = {**HEADERS, "x-apideck-consumer-id": name}
-    return httpx2.Client(base_url=server.base_url, headers=headers, event_hooks={"response": [validating_hook]})
+    return http_clients.sync_client(base_url=server.base_url, headers=headers,
+                                    event_hooks={"response": [validating_hook]})
 
 
 def test_only_so_many_consumers_get_a_seeded_copy() -> None:
@@ -76,7 +78,7 @@ def test_a_body_over_the_limit_is_a_413(sandbox: SandboxServer) -> None:
         for response in (
             client.post("/crm/notes", json=too_big),
             client.patch("/crm/notes/not_001", json=too_big),
-            httpx2.post(  # (the contract hook cannot read a streamed request)
+            http_clients.post(  # (the contract hook cannot read a streamed request)
                 f"{sandbox.base_url}/crm/notes",
                 content=chunks(),
                 headers={**client.headers, "content-type": "application/json"},
@@ -125,7 +127,7 @@ def test_allow_remote_serves_on_every_address(tmp_path: Path) -> None:
         deadline = time.monotonic() + 10
         while True:
             try:
-                response = httpx2.get(
+                response = http_clients.get(
                     f"http://127.0.0.1:{port}/crm/leads/lea_001", headers={**HEADERS, "x-apideck-consumer-id": "r"}
                 )
                 break

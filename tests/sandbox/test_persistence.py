@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import http_clients
 import httpx2
 import pytest
 from net_support import free_port
@@ -23,7 +24,7 @@ HOOKS = {"response": [validating_hook]}  # every response is checked against the
 
 
 def client_for(server: SandboxServer) -> httpx2.Client:
-    return httpx2.Client(base_url=server.base_url, headers=HEADERS, event_hooks=HOOKS)
+    return http_clients.sync_client(base_url=server.base_url, headers=HEADERS, event_hooks=HOOKS)
 
 
 @pytest.mark.slow  # a real server or subprocess, seconds of set-up: with the slow tests
@@ -54,7 +55,7 @@ def test_acknowledged_writes_survive_a_restart(tmp_path: Path) -> None:
 async def test_async_context_manager() -> None:
     async with (
         SandboxServer(db=":memory:") as server,
-        httpx2.AsyncClient(base_url=server.base_url, headers=HEADERS) as client,
+        http_clients.async_client(base_url=server.base_url, headers=HEADERS) as client,
     ):
         assert (await client.get("/crm/pipelines")).status_code == 200
     with pytest.raises(RuntimeError):
@@ -85,7 +86,7 @@ def test_run_sandbox_from_the_command_line(tmp_path: Path) -> None:
         deadline = time.monotonic() + 10
         while True:
             try:
-                response = httpx2.get(f"http://127.0.0.1:{port}/crm/leads/lea_001", headers=HEADERS)
+                response = http_clients.get(f"http://127.0.0.1:{port}/crm/leads/lea_001", headers=HEADERS)
                 break
             except httpx2.ConnectError:
                 assert time.monotonic() < deadline, "the sandbox did not start listening"

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import http_clients
 import pytest
 import yaml
 from openapi_schema_validator import OAS30Validator, oas30_format_checker
@@ -455,13 +456,12 @@ def test_a_store_dates_each_new_consumer_from_the_clock_unless_pinned() -> None:
 
 
 def test_a_sandbox_server_serves_the_seed_of_its_pinned_time() -> None:
-    import httpx2
 
     from crm_mcp.sandbox.server import SandboxServer
 
     pinned_at = datetime(2029, 2, 3, 10, 0, tzinfo=UTC)
     headers = {"Authorization": "Bearer k", "x-apideck-app-id": "a", "x-apideck-consumer-id": "c"}
     with SandboxServer(db=":memory:", now=pinned_at) as server:
-        served = httpx2.get(f"{server.base_url}/crm/activities/act_0286", headers=headers).json()["data"]
+        served = http_clients.get(f"{server.base_url}/crm/activities/act_0286", headers=headers).json()["data"]
     assert served == next(a for a in build_seed(pinned_at)["activities"] if a["id"] == "act_0286")
     assert served["activity_datetime"] == "2029-01-31T14:45:00.000Z"  # 2026-10-29T14:45 in BASE_TIME dates

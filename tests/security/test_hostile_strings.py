@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
+import http_clients
 import httpx2
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -60,7 +61,7 @@ class World:
 def snapshot(base_url: str, consumer: str) -> dict[str, Any]:
     """Every record tenant `consumer` has, resource by resource (all pages)."""
     out: dict[str, Any] = {}
-    with httpx2.Client(base_url=base_url, headers=tenant_headers(consumer)) as http:
+    with http_clients.sync_client(base_url=base_url, headers=tenant_headers(consumer)) as http:
         for op in OPERATIONS:
             if op.action != "list":
                 continue
@@ -83,7 +84,7 @@ def snapshot(base_url: str, consumer: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def world(sandbox_server: Any) -> Iterator[World]:
     a, b = new_consumer("sec-tenant-a"), new_consumer("sec-tenant-b")
-    with httpx2.Client(base_url=sandbox_server.base_url, headers=tenant_headers(b)) as http:
+    with http_clients.sync_client(base_url=sandbox_server.base_url, headers=tenant_headers(b)) as http:
         made = http.post("/crm/contacts", json={"first_name": "Bea", "last_name": "Tenant-B"})
         assert made.status_code == 201, made.text
         b_contact = made.json()["data"]["id"]

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import anyio
+import http_clients
 import httpx2
 import pytest
 from mcp.client import Client
@@ -106,7 +107,7 @@ def guarded(sandbox_server: Any) -> Iterator[str]:
 
 def post(url: str, *, body: Any = INITIALIZE, headers: dict[str, str] | None = None, **kw: Any) -> httpx2.Response:
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    with httpx2.Client(timeout=5) as http:
+    with http_clients.sync_client(timeout=5) as http:
         return http.post(url, content=content, headers={**MCP_HEADERS, **(headers or {})}, **kw)
 
 
@@ -128,7 +129,7 @@ def test_requests_without_the_token_get_401(guarded: str, authorization: str | N
 
 
 def test_every_method_needs_the_token(guarded: str) -> None:
-    with httpx2.Client(timeout=5) as http:
+    with http_clients.sync_client(timeout=5) as http:
         for method in ("GET", "DELETE", "PUT", "OPTIONS"):
             assert http.request(method, guarded, headers=MCP_HEADERS).status_code == 401, method
         assert http.get(guarded.rsplit("/", 1)[0] + "/anything").status_code == 401
@@ -147,7 +148,7 @@ def _client(url: str, token: str | None, statuses: list[int] | None = None) -> C
     async def record(response: httpx2.Response) -> None:
         seen.append(response.status_code)
 
-    http = httpx2.AsyncClient(headers=headers, timeout=10, event_hooks={"response": [record]})
+    http = http_clients.async_client(headers=headers, timeout=10, event_hooks={"response": [record]})
     return Client(streamable_http_client(url, http_client=http))
 
 
@@ -235,7 +236,7 @@ def test_a_streamed_body_over_the_limit_is_refused(guarded: str) -> None:
         for start in range(0, len(data), 65536):
             yield data[start : start + 65536]
 
-    with httpx2.Client(timeout=5) as http:
+    with http_clients.sync_client(timeout=5) as http:
         answer = http.post(guarded, content=chunks(), headers={**MCP_HEADERS, **auth()})
     assert "content-length" not in {k.lower() for k in answer.request.headers}
     assert answer.status_code == 413, answer.text[:200]

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import anyio
-import httpx2
+import http_clients
 import pytest
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -106,7 +106,7 @@ def authenticated_call(port: int) -> tuple[str, float]:
     texts: list[str] = []
 
     async def run() -> None:
-        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+        http = http_clients.async_client(headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
         async with Client(streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http)) as client:
             page = await client.call_tool("list_users", {"limit": 2})
             assert not page.is_error, text_of(page)
@@ -120,7 +120,7 @@ def authenticated_call(port: int) -> tuple[str, float]:
 
 
 def test_get_on_the_endpoint_is_refused_not_an_endless_stream(port: int) -> None:
-    with httpx2.Client(timeout=5) as http:
+    with http_clients.sync_client(timeout=5) as http:
         answer = http.get(f"http://127.0.0.1:{port}/mcp",
                           headers={"Accept": "text/event-stream", "Authorization": f"Bearer {TOKEN}"})
         assert answer.status_code == 405, answer.text
@@ -253,7 +253,7 @@ def test_the_connection_cap_holds_and_frees_up(sandbox_settings: Settings) -> No
         idle = [raw(capped) for _ in range(10)]
         try:
             time.sleep(0.2)
-            with httpx2.Client(timeout=5) as http:
+            with http_clients.sync_client(timeout=5) as http:
                 url = f"http://127.0.0.1:{capped}/mcp"
                 headers = {**MCP_HEADERS, "Authorization": f"Bearer {TOKEN}"}
                 assert http.post(url, json=INITIALIZE, headers=headers).status_code == 503
@@ -276,7 +276,7 @@ def test_a_request_past_the_request_timeout_gets_504(sandbox_server: Any, sandbo
             call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
                     "params": {"name": "list_users", "arguments": {"limit": 2}}}
             started = time.monotonic()
-            with httpx2.Client(timeout=10) as http:
+            with http_clients.sync_client(timeout=10) as http:
                 answer = http.post(f"http://127.0.0.1:{bounded}/mcp", json=call,
                                    headers={**MCP_HEADERS, "Authorization": f"Bearer {TOKEN}"})
             took = time.monotonic() - started
@@ -309,7 +309,7 @@ def test_the_upstream_timeout_bounds_each_upstream_wait(sandbox_server: Any, san
 
 
 def test_health_answers_without_token_or_host_check(port: int) -> None:
-    with httpx2.Client(timeout=5) as http:
+    with http_clients.sync_client(timeout=5) as http:
         for host in ("10.1.2.3:8000", "10.1.2.3", "evil.example"):
             answer = http.get(f"http://127.0.0.1:{port}/health", headers={"Host": host})
             assert answer.status_code == 200
@@ -320,7 +320,7 @@ def test_health_answers_without_token_or_host_check(port: int) -> None:
 
 def test_an_all_addresses_bind_serves_the_machines_addresses(sandbox_settings: Settings) -> None:
     settings = limited(dataclasses.replace(sandbox_settings, allowed_hosts=("crm.example.com:443",)))
-    with serve(settings, host="0.0.0.0") as bound, httpx2.Client(timeout=5) as http:
+    with serve(settings, host="0.0.0.0") as bound, http_clients.sync_client(timeout=5) as http:
         url = f"http://127.0.0.1:{bound}/mcp"
         headers = {**MCP_HEADERS, "Authorization": f"Bearer {TOKEN}"}
         for host in ("192.168.1.10:8000", "10.0.0.7:8000", "[fe80::1]:8000", "127.0.0.1:8000", "crm.example.com:443"):

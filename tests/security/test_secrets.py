@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+import http_clients
 import pytest
 from mcp.shared.exceptions import MCPError
 from mcp_support import valid_arguments
@@ -208,7 +209,6 @@ def test_per_request_tenant_keys_over_http_do_not_leak(
     """HTTP mode: a request brings its own tenant's key in headers. The API refuses it (401), for
     every tool; nothing the client gets back and nothing logged shows it."""
     import anyio
-    import httpx2
     from mcp.client import Client
     from mcp.client.streamable_http import streamable_http_client
     from mcp_support import serve_in_thread
@@ -231,7 +231,7 @@ def test_per_request_tenant_keys_over_http_do_not_leak(
 
     async def run() -> None:
         nonlocal errors
-        http = httpx2.AsyncClient(headers=headers, timeout=30)
+        http = http_clients.async_client(headers=headers, timeout=30)
         async with Client(streamable_http_client(url, http_client=http)) as client:
             for tool in TOOLS[:: 1 if how == "x-apideck-api-key" else 5]:
                 op = operation(tool.name)
@@ -242,7 +242,8 @@ def test_per_request_tenant_keys_over_http_do_not_leak(
                 assert "401" in seen[-1], seen[-1][:300]  # the API refused the tenant's key
         # a partial set of tenant headers: an error that names what is missing, not the key
         partial = {k: v for k, v in headers.items() if k != "x-apideck-consumer-id"}
-        async with Client(streamable_http_client(url, http_client=httpx2.AsyncClient(headers=partial))) as client:
+        http = http_clients.async_client(headers=partial)
+        async with Client(streamable_http_client(url, http_client=http)) as client:
             try:
                 result = await client.call_tool("list_users", {"limit": 1})
                 seen.append(result.model_dump_json())

@@ -8,7 +8,7 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx2
+import http_clients
 import pytest
 from mcp.client import Client
 from mcp_support import sandbox_settings, text_of
@@ -38,7 +38,7 @@ def truth(settings: Settings, path: str, **query: str) -> list[dict[str, Any]]:
     one = path.count("/") > 0  # a record: no paging
     params: dict[str, Any] = {} if one else {"limit": 200, **query}
     out: list[dict[str, Any]] = []
-    with httpx2.Client(base_url=settings.base_url, headers=headers) as http:
+    with http_clients.sync_client(base_url=settings.base_url, headers=headers) as http:
         while True:
             body = http.get(f"/crm/{path}", params=params).json()
             out += [body["data"]] if one else body["data"]

@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Any
 
+import http_clients
 import httpx2
 import pytest
 from net_support import free_port
@@ -30,7 +31,7 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes]) -> None:
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
         try:
-            if httpx2.get(f"{url}/health", timeout=1).status_code == 200:
+            if http_clients.get(f"{url}/health", timeout=1).status_code == 200:
                 return
         except httpx2.TransportError:
             time.sleep(0.1)
@@ -52,7 +53,7 @@ def test_sigterm_lets_a_call_in_flight_finish_and_takes_no_new_ones(sandbox_serv
         seen = sandbox_server.faults.count(method="GET", path="/crm/users")
 
         def call() -> None:
-            with httpx2.Client(timeout=30) as http:
+            with http_clients.sync_client(timeout=30) as http:
                 answers.append(http.post(f"{url}/mcp", content=json.dumps(CALL), headers=MCP_HEADERS))
 
         in_flight = threading.Thread(target=call)
@@ -66,7 +67,7 @@ def test_sigterm_lets_a_call_in_flight_finish_and_takes_no_new_ones(sandbox_serv
         deadline = time.monotonic() + UPSTREAM_DELAY - 0.5
         while refused_after is None and time.monotonic() < deadline:
             try:
-                httpx2.get(f"{url}/health", timeout=0.5)
+                http_clients.get(f"{url}/health", timeout=0.5)
                 time.sleep(0.05)
             except httpx2.TransportError:  # connection refused: no new calls
                 refused_after = time.monotonic()

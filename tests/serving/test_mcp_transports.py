@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+import http_clients
 import pytest
 from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters
@@ -208,7 +209,6 @@ async def test_mcp_param_headers_are_checked_only_against_schemas_that_declare_t
     """The SDK checks a tools/call's Mcp-Param-* headers against the `x-mcp-header` declarations of
     the tool's schema; no schema of ours declares one, so none is handed to it (its walk would find
     nothing, at 40-135 µs a call), and a stray header changes nothing."""
-    import httpx2
     from mcp.client.streamable_http import streamable_http_client
 
     from crm_mcp.server import _declares_mcp_header
@@ -223,7 +223,7 @@ async def test_mcp_param_headers_are_checked_only_against_schemas_that_declare_t
     for name in ("list_contacts", "create_contact", "update_opportunity", "log_interaction"):
         assert server.get_tool_input_schema(name) is None
     async with (
-        httpx2.AsyncClient(headers={"Mcp-Param-Limit": "999"}) as http,
+        http_clients.async_client(headers={"Mcp-Param-Limit": "999"}) as http,
         Client(streamable_http_client(http_server, http_client=http), mode="auto") as client,
     ):
         page = await client.call_tool("list_users", {"limit": 2})

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-import httpx2
+import http_clients
 import pytest
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -49,7 +49,7 @@ def guarded_url(default_settings: Any) -> Iterator[str]:
 @asynccontextmanager
 async def session(url: str, headers: dict[str, str]) -> AsyncIterator[Client]:
     async with (
-        httpx2.AsyncClient(headers=headers, timeout=30) as http,
+        http_clients.async_client(headers=headers, timeout=30) as http,
         Client(streamable_http_client(url, http_client=http)) as client,
     ):
         yield client

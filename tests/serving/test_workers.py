@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import http_clients
 import httpx2
 import pytest
 from mcp.client import Client
@@ -34,7 +35,7 @@ def wait_for_workers(proc: subprocess.Popen[bytes], url: str, count: int,
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
         workers = workers_of(proc.pid) - other_than
         try:
-            healthy = httpx2.get(f"{url}/health", timeout=1).status_code == 200
+            healthy = http_clients.get(f"{url}/health", timeout=1).status_code == 200
         except httpx2.TransportError:
             healthy = False
         if healthy and len(workers) >= count:
@@ -48,7 +49,7 @@ async def sessions(url: str, count: int) -> list[str]:
     texts: list[str] = []
 
     async def one() -> None:
-        async with (httpx2.AsyncClient(timeout=30, trust_env=False) as http,
+        async with (http_clients.async_client(timeout=30, trust_env=False) as http,
                     Client(streamable_http_client(f"{url}/mcp", http_client=http)) as client):
             for name, args in (("get_contact", {"id": "con_0001"}), ("list_companies", {"limit": 2})):
                 result: Any = await client.call_tool(name, args)
