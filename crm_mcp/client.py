@@ -318,18 +318,7 @@ class ApideckClient:
             )
 
     def _headers(self, creds: Credentials) -> dict[str, str]:
-        headers = {
-            "Authorization": f"Bearer {check_header_value('api_key', creds.api_key)}",
-            "x-apideck-app-id": check_header_value("app_id", creds.app_id),
-            "x-apideck-consumer-id": check_header_value("consumer_id", creds.consumer_id or ""),
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            "Accept-Encoding": ACCEPT_ENCODING,  # what `Inflate` decodes
-            "User-Agent": self._user_agent,
-        }
-        if creds.service_id:
-            headers["x-apideck-service-id"] = check_header_value("service_id", creds.service_id)
-        return headers
+        return api_headers(creds, self._user_agent)
 
     @staticmethod
     def _check_query(op: Operation, query: Mapping[str, Any] | None) -> None:
@@ -505,6 +494,23 @@ class ApideckClient:
             return None
         chunks.append(tail)
         return b"".join(chunks)
+
+
+def api_headers(creds: Credentials, user_agent: str) -> dict[str, str]:
+    """The headers of every API request for `creds` (raises ArgumentError for a value that cannot
+    be a header)."""
+    headers = {
+        "Authorization": f"Bearer {check_header_value('api_key', creds.api_key)}",
+        "x-apideck-app-id": check_header_value("app_id", creds.app_id),
+        "x-apideck-consumer-id": check_header_value("consumer_id", creds.consumer_id or ""),
+        "Content-Type": "application/json",
+        "Accept": "application/json",
+        "Accept-Encoding": ACCEPT_ENCODING,  # what `Inflate` decodes
+        "User-Agent": user_agent,
+    }
+    if creds.service_id:
+        headers["x-apideck-service-id"] = check_header_value("service_id", creds.service_id)
+    return headers
 
 
 def load_pool(pool: Literal["httpx2", "aiohttp"]) -> None:

@@ -34,7 +34,7 @@ shared consumer). Everything listens on 127.0.0.1 only, on free ports.
 4. Floors. `--floor` runs the load phase twice more, against the MCP SDK alone (`tools/sdk_floor.py`):
    - answering every call at once with a fixed page (the SDK's stateless HTTP app, no tool code, no
      upstream): its row in the CPU table is the server CPU per call that no code of ours can remove;
-   - relaying every call as its tool's one API request and answering with the body as received
+   - relaying every call as its tool's one API request, then answering with the same fixed page
      (`--upstream`: no validation, rendering, log line or journal): the least any tool server on this
      SDK pays to stand between the client and the API, against the same sandbox work.
 
@@ -874,9 +874,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results.append(result)
     floors: tuple[tuple[Floor, str], ...] = (("sdk", "the SDK alone"),
                                              ("relay", "the SDK alone, relaying each call upstream"))
-    for floor, title in floors:
-        if not args.floor:
-            break
+    for floor, title in floors if args.floor else ():
         result = run_benchmark(
             clients=args.clients, calls=args.calls, soak=0, mode=args.mode, call_timeout=args.call_timeout,
             sandbox_inprocess=args.sandbox_inprocess, deadline=args.deadline, python=args.server_python,

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -63,31 +62,24 @@ TOOLS = ("list_contacts", "list_companies", "list_opportunities", "get_contact",
 
 
 class Relay:
-    """Sends a tool call upstream as the one API request crm-mcp's tool of that name sends, and
-    answers with `text` (and the id a create returns)."""
+    """Sends a tool call upstream as the one API request crm-mcp's tool of that name sends, with
+    crm-mcp's headers for the APIDECK_* variables."""
 
-    def __init__(self, base_url: str, headers: dict[str, str]):
-        self.base_url = base_url.rstrip("/")
-        self.headers = headers
-        self.text = ""
+    def __init__(self) -> None:
+        from crm_mcp import __version__
+        from crm_mcp.client import api_headers
+        from crm_mcp.config import settings_from_env
+        from crm_mcp.credentials import Credentials
+
+        settings = settings_from_env()
+        self.base_url = settings.base_url.rstrip("/")
+        creds = Credentials(api_key=settings.api_key or "", app_id=settings.app_id or "",
+                            consumer_id=settings.consumer_id, service_id=settings.service_id)
+        self.headers = api_headers(creds, f"crm-mcp/{__version__}")
         self._session: Any = None
 
-    @classmethod
-    def from_environment(cls) -> Relay:
-        from crm_mcp.upstream import ACCEPT_ENCODING
-
-        env = os.environ
-        return cls(env["APIDECK_BASE_URL"], {
-            "Authorization": f"Bearer {env['APIDECK_API_KEY']}",
-            "x-apideck-app-id": env["APIDECK_APP_ID"],
-            "x-apideck-consumer-id": env["APIDECK_CONSUMER_ID"],
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            "Accept-Encoding": ACCEPT_ENCODING,
-            "User-Agent": "sdk-floor",
-        })
-
-    async def call(self, name: str, arguments: dict[str, Any]) -> types.CallToolResult:
+    async def call(self, name: str, arguments: dict[str, Any]) -> tuple[int, str | None]:
+        """The answer's status, and the id in its `data` (a create's)."""
         import aiohttp
         from yarl import URL
 
@@ -107,12 +99,7 @@ class Relay:
         async with self._session.request(op.method, url, headers=self.headers, data=body) as response:
             raw = await response.read()
         data = json.loads(raw).get("data")
-        created = data.get("id") if isinstance(data, dict) else None
-        return types.CallToolResult(
-            content=[types.TextContent(type="text", text=self.text)],
-            structured_content={"id": created} if created else {},
-            is_error=response.status >= 400,
-        )
+        return response.status, data.get("id") if isinstance(data, dict) else None
 
 
 def build(rows: int = 14, relay: Relay | None = None) -> Server[None]:
@@ -120,16 +107,17 @@ def build(rows: int = 14, relay: Relay | None = None) -> Server[None]:
 
     ids = itertools.count(1)
     text = answer(rows)
-    if relay is not None:
-        relay.text = text
     listed = types.ListToolsResult(tools=[
         types.Tool(name=name, input_schema={"type": "object"}, output_schema=output_schema(name.split("_")[0]))
         for name in TOOLS
     ])
 
     async def call_tool(_ctx: object, params: types.CallToolRequestParams) -> types.CallToolResult:
-        if relay is not None:
-            return await relay.call(params.name, dict(params.arguments or {}))
+        if relay is not None:  # the same page, once the API has answered
+            status, created = await relay.call(params.name, dict(params.arguments or {}))
+            return types.CallToolResult(content=[types.TextContent(type="text", text=text)],
+                                        structured_content={"id": created} if created else {},
+                                        is_error=status >= 400)
         return types.CallToolResult(
             content=[types.TextContent(type="text", text=text)],
             structured_content={"count": rows, "id": f"not_floor_{next(ids)}"},
@@ -161,7 +149,7 @@ def main() -> None:
         return
     if args.port is None:
         parser.error("--port is required over HTTP")
-    relay = Relay.from_environment() if args.upstream else None
+    relay = Relay() if args.upstream else None
     app = build(args.rows or 14, relay).streamable_http_app(stateless_http=True, json_response=True, host=args.host)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False, server_header=False)
 
